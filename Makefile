@@ -1,0 +1,34 @@
+# Quickstart targets: each works on a fresh clone by itself.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.dllg-installed
+
+.PHONY: venv test demo lint bench clean
+
+venv: $(STAMP)
+
+# torch goes first and pinned: the CPU wheel; an unpinned torch would pull GBs of CUDA wheels.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: venv
+	$(PY) -m ruff check src tests scripts
+	$(PY) -m pytest -q
+
+demo: venv
+	$(VENV)/bin/dllg demo
+
+bench: venv
+	$(VENV)/bin/dllg bench decode
+
+lint: venv
+	$(PY) -m ruff check src tests scripts
+	$(PY) -m ruff format --check src tests scripts
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
