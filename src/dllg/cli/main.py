@@ -2,9 +2,18 @@
 
 import typer
 
+from dllg.cli.common import argv
+from dllg.cli.generate import generate_command
+
 app = typer.Typer(
     name="dllg",
     help="Combine several LLMs that share a tokenizer into one generator (Dynamic Logit-Level Gating).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    add_completion=False,
 )
+app.command("generate")(generate_command)
+
+
+def main() -> None:
+    app(args=argv(), prog_name="dllg")

@@ -1,0 +1,108 @@
+"""`dllg generate`: fuse experts on a prompt and print the answer (optionally each token's weights)."""
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from dllg.cli.common import console, user_errors
+from dllg.decode import Generation
+from dllg.errors import DllgError
+from dllg.fusion import RULES
+
+
+def parse_weights(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(w) for w in text.replace(",", " ").split()]
+    except ValueError as exc:
+        raise DllgError(f"--weights {text!r} is not a list of numbers: write e.g. --weights 0.3,0.7") from exc
+
+
+def rule_options_from_flags(
+    weights: str | None, expert: str | None, tau: float | None, top_k: int | None, space: str | None
+) -> dict[str, object]:
+    """Only the flags the user set: the rule itself says which it accepts."""
+    given = {"weights": parse_weights(weights), "expert": expert, "tau": tau, "top_k": top_k, "space": space}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def weights_table(generation: Generation, tokenizer) -> Table:
+    table = Table(title="expert weights per token", show_lines=False)
+    table.add_column("#", justify="right")
+    table.add_column("token")
+    for name in generation.expert_names:
+        table.add_column(name, justify="right")
+    for step, (token, weights) in enumerate(zip(generation.token_ids, generation.weights, strict=True)):
+        piece = tokenizer.decode([token])
+        table.add_row(str(step), repr(piece), *(f"{w:.3f}" for w in weights.tolist()))
+    return table
+
+
+@user_errors
+def generate_command(
+    prompts: list[str] = typer.Argument(None, help="Prompt(s); put them after the options (or after --)."),
+    experts: list[str] = typer.Option(
+        ..., "--experts", "-e", help="Experts: catalog name, folder, .gguf or hub id."
+    ),
+    fusion: str = typer.Option("uniform", "--fusion", "-f", help=f"Fusion rule: {', '.join(sorted(RULES))}."),
+    weights: str = typer.Option(None, help="static: one weight per expert, e.g. 0.3,0.7."),
+    expert: str = typer.Option(None, help="single: the expert to use (name or 0-based index)."),
+    tau: float = typer.Option(None, help="entropy / packllm: temperature of the weight softmax."),
+    top_k: int = typer.Option(None, "--top-k", help="unite: top-k tokens per expert."),
+    space: str = typer.Option(None, help="Weighted rules: fuse 'logits' or 'probs'."),
+    prompts_file: Path = typer.Option(None, help="A text file with one prompt per line."),
+    raw: bool = typer.Option(False, "--raw", help="Do not apply the experts' chat template."),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens", "-n"),
+    temperature: float = typer.Option(0.0, help="0 = greedy."),
+    top_p: float = typer.Option(1.0, "--top-p"),
+    seed: int = typer.Option(None),
+    stop: list[str] = typer.Option(None, "--stop", help="Stop string (repeatable)."),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    device: str = typer.Option("auto", help="Device for every expert, or one per expert: cpu,cuda:0."),
+    dtype: str = typer.Option("auto", help="auto (bf16 on GPU / native-bf16 CPUs, else fp32), bf16, fp32..."),
+    show_weights: bool = typer.Option(
+        False, "--show-weights", help="Print each token with its expert weights."
+    ),
+) -> None:
+    """Generate with several experts fused token by token."""
+    from dllg.ensemble import Ensemble
+
+    texts = list(prompts or [])
+    if prompts_file is not None:
+        if not prompts_file.is_file():
+            raise DllgError(
+                f"no such prompts file {str(prompts_file)!r}: give a text file, one prompt per line"
+            )
+        texts += [line for line in prompts_file.read_text().splitlines() if line.strip()]
+    if not texts:
+        raise DllgError(
+            'no prompt given: put it after the options, e.g. --fusion uniform "PROMPT" (or after --)'
+        )
+    options = rule_options_from_flags(weights, expert, tau, top_k, space)
+    devices = device.split(",") if "," in device else device
+    dtypes = dtype.split(",") if "," in dtype else dtype
+    with console.status(f"loading {len(experts)} experts"):
+        ensemble = Ensemble(experts, device=devices, dtype=dtypes)
+    results = ensemble.generate(
+        texts,
+        fusion,
+        chat=not raw,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        stop=stop or (),
+        **options,
+    )
+    for prompt, result in zip(texts, results, strict=True):
+        if len(texts) > 1:
+            console.rule(prompt[:80])
+        console.print(result.text, markup=False, highlight=False)
+        if show_weights:
+            console.print(weights_table(result, ensemble.pool.tokenizer))
+            mean = result.weights.mean(0).tolist()
+            summary = ", ".join(f"{n}={w:.3f}" for n, w in zip(result.expert_names, mean, strict=True))
+            console.print(f"mean weights: {summary}; finish: {result.finish_reason}", highlight=False)

@@ -1,0 +1,6 @@
+"""The one decode loop and its pieces (sampling, stopping)."""
+
+from dllg.decode.config import GenerationConfig
+from dllg.decode.loop import Generation, generate
+
+__all__ = ["Generation", "GenerationConfig", "generate"]

@@ -1,0 +1,32 @@
+"""Generation settings, checked once up front."""
+
+from dataclasses import dataclass, field
+
+from dllg.errors import DllgError
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = 256
+    min_new_tokens: int = 0  # end-of-sequence tokens are masked out until this many were generated
+    temperature: float = 0.0  # 0 means greedy
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        self.stop = tuple(self.stop)
+        if self.max_new_tokens < 1:
+            raise DllgError(f"max_new_tokens={self.max_new_tokens}: it must be at least 1")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise DllgError(f"min_new_tokens={self.min_new_tokens}: it must lie in 0..max_new_tokens")
+        if not self.temperature >= 0:
+            raise DllgError(f"temperature={self.temperature}: it must be >= 0 (0 is greedy)")
+        if not 0 < self.top_p <= 1:
+            raise DllgError(f"top_p={self.top_p}: it must lie in (0, 1]")
+        if any(not s for s in self.stop):
+            raise DllgError("an empty stop string would stop at once: remove it")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0

@@ -1,0 +1,103 @@
+"""The Python API: `Ensemble(experts).generate(prompts, fusion=...)`."""
+
+from collections.abc import Sequence
+
+from dllg.decode import Generation, GenerationConfig, generate
+from dllg.errors import DllgError
+from dllg.experts import Expert, ExpertPool
+from dllg.fusion import FusionRule, make_rule
+
+Prompt = str | list[dict[str, str]]  # plain text, or chat messages [{"role": ..., "content": ...}]
+
+
+class Ensemble:
+    """K experts that share a tokenizer, generating as one.
+
+    >>> ens = Ensemble(["qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"])
+    >>> ens.generate("Write a Python function that reverses a string.", fusion="uniform")[0].text
+    """
+
+    def __init__(
+        self,
+        experts: Sequence[str | Expert],
+        device: str | Sequence[str] | None = "auto",
+        dtype: str | Sequence[str] | None = "auto",
+    ) -> None:
+        from dllg.experts.loading import load_expert, per_expert
+
+        devices = per_expert(device, len(experts), "device")
+        dtypes = per_expert(dtype, len(experts), "dtype")
+        loaded = [
+            load_expert(e, d, t) if isinstance(e, str) else e
+            for e, d, t in zip(experts, devices, dtypes, strict=True)
+        ]
+        self.pool = ExpertPool(loaded)
+
+    @property
+    def names(self) -> list[str]:
+        return self.pool.names
+
+    def encode(self, prompt: Prompt, chat: bool = True) -> list[int]:
+        """Token ids of a prompt: chat messages (or text as one user turn) through the chat template."""
+        tokenizer = self.pool.tokenizer
+        if isinstance(prompt, list):
+            messages = prompt
+        elif chat:
+            messages = [{"role": "user", "content": prompt}]
+        else:
+            return tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        if not tokenizer.chat_template:
+            raise DllgError(
+                f"expert {self.names[0]!r} has no chat template: pass raw text (--raw / chat=False)"
+            )
+        return list(
+            tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=True, return_dict=False
+            )
+        )
+
+    def generate(
+        self,
+        prompts: Prompt | Sequence[Prompt],
+        fusion: str | FusionRule = "uniform",
+        *,
+        chat: bool = True,
+        batch_size: int = 8,
+        max_new_tokens: int = 256,
+        min_new_tokens: int = 0,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: Sequence[str] = (),
+        **rule_options: object,
+    ) -> list[Generation]:
+        """One Generation (text, token ids, per-token expert weights) per prompt, in order."""
+        if isinstance(prompts, str) or (
+            isinstance(prompts, list) and prompts and isinstance(prompts[0], dict)
+        ):
+            prompts = [prompts]  # type: ignore[list-item]
+        if batch_size < 1:
+            raise DllgError(f"batch_size={batch_size}: it must be at least 1")
+        if isinstance(fusion, FusionRule):
+            if rule_options:
+                raise DllgError("rule options go to make_rule when fusion is given as a rule object")
+            rule = fusion
+        else:
+            rule = make_rule(fusion, **rule_options)
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=min_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            stop=tuple(stop),
+        )
+        encoded = [self.encode(p, chat=chat) for p in prompts]  # type: ignore[arg-type]
+        results: list[Generation] = []
+        for start in range(0, len(encoded), batch_size):
+            results.extend(generate(self.pool, rule, encoded[start : start + batch_size], config))
+        return results
+
+    def __repr__(self) -> str:
+        parts = [f"{e.name} ({e.device}, {str(e.dtype).removeprefix('torch.')})" for e in self.pool.experts]
+        return f"Ensemble({', '.join(parts)})"

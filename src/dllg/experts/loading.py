@@ -1,0 +1,56 @@
+"""Load an expert from a catalog name, a local folder, a GGUF file or a hub id."""
+
+from collections.abc import Sequence
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from dllg.errors import DllgError
+from dllg.experts.device import resolve_device, resolve_dtype
+from dllg.experts.expert import Expert
+from dllg.sources import resolve_source
+
+
+def load_expert(
+    name_or_path: str,
+    device: str | torch.device | None = "auto",
+    dtype: str | torch.dtype | None = "auto",
+) -> Expert:
+    source = resolve_source(name_or_path)
+    target_device = resolve_device(device)
+    target_dtype = resolve_dtype(dtype, target_device)
+    kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source.path, dtype=target_dtype, **kwargs)
+    except (OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = (
+            "check the hub id and your network, or give a local folder or GGUF file"
+            if source.kind == "hub"
+            else "check that the folder holds a complete Hugging Face model (config, weights, tokenizer)"
+        )
+        raise DllgError(f"cannot load expert {name_or_path!r} ({source.kind}): {reason}; {hint}") from exc
+    model.to(target_device)
+    return Expert(source.name, model, tokenizer, source=name_or_path)
+
+
+def per_expert(value: object, count: int, what: str) -> list:
+    """Broadcast one device/dtype to all experts, or check that a list has one value per expert."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != count:
+            raise DllgError(
+                f"got {len(value)} {what} values for {count} experts: give one, or one per expert"
+            )
+        return list(value)
+    return [value] * count
+
+
+def load_experts(
+    names: Sequence[str],
+    device: str | Sequence[str] | None = "auto",
+    dtype: str | Sequence[str] | None = "auto",
+) -> list[Expert]:
+    devices = per_expert(device, len(names), "device")
+    dtypes = per_expert(dtype, len(names), "dtype")
+    return [load_expert(n, d, t) for n, d, t in zip(names, devices, dtypes, strict=True)]

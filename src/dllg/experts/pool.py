@@ -1,0 +1,96 @@
+"""The pool of experts that decode together: they must share one tokenizer, and logits are trimmed to it."""
+
+from collections.abc import Sequence
+
+from transformers import PreTrainedTokenizerBase
+
+from dllg.errors import DllgError
+from dllg.experts.expert import Expert
+
+
+def vocabulary_difference(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase) -> str | None:
+    """None when both tokenizers map the same tokens to the same ids; otherwise what differs, in words."""
+    vocab_a, vocab_b = a.get_vocab(), b.get_vocab()
+    if vocab_a == vocab_b:
+        return None
+    only_a = vocab_a.keys() - vocab_b.keys()
+    only_b = vocab_b.keys() - vocab_a.keys()
+    moved = [t for t in vocab_a.keys() & vocab_b.keys() if vocab_a[t] != vocab_b[t]]
+    parts = [f"{len(vocab_a)} vs {len(vocab_b)} tokens"]
+    if only_a:
+        parts.append(f"{len(only_a)} only in the first (e.g. {min(only_a)!r})")
+    if only_b:
+        parts.append(f"{len(only_b)} only in the second (e.g. {min(only_b)!r})")
+    if moved:
+        token = min(moved)
+        parts.append(f"{len(moved)} with other ids (e.g. {token!r}: {vocab_a[token]} vs {vocab_b[token]})")
+    return ", ".join(parts)
+
+
+class ExpertPool:
+    """K experts with one shared vocabulary; every expert's logits are trimmed to its size."""
+
+    def __init__(self, experts: Sequence[Expert]) -> None:
+        if not experts:
+            raise DllgError("no experts given: name at least one model (hub id, local folder or GGUF file)")
+        self.experts = list(experts)
+        self._make_names_unique()
+        first = self.experts[0]
+        for other in self.experts[1:]:
+            diff = vocabulary_difference(first.tokenizer, other.tokenizer)
+            if diff is not None:
+                raise DllgError(
+                    f"experts {first.name!r} and {other.name!r} do not share a tokenizer ({diff}); "
+                    "combine only models of one tokenizer family"
+                )
+        self.vocab_size = len(first.tokenizer)
+        for expert in self.experts:
+            if expert.output_rows < self.vocab_size:
+                raise DllgError(
+                    f"expert {expert.name!r} has {expert.output_rows} output rows for a "
+                    f"{self.vocab_size}-token vocabulary; its output head does not cover the tokenizer"
+                )
+            expert.vocab_size = self.vocab_size
+
+    def _make_names_unique(self) -> None:
+        seen: dict[str, int] = {}
+        for expert in self.experts:
+            count = seen.get(expert.name, 0)
+            seen[expert.name] = count + 1
+            if count:
+                expert.name = f"{expert.name}#{count + 1}"
+
+    def __len__(self) -> int:
+        return len(self.experts)
+
+    def __getitem__(self, index: int) -> Expert:
+        return self.experts[index]
+
+    @property
+    def names(self) -> list[str]:
+        return [e.name for e in self.experts]
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        return self.experts[0].tokenizer
+
+    def eos_token_ids(self) -> set[int]:
+        """End-of-sequence ids: the tokenizer's EOS and every expert's generation-config EOS."""
+        ids: set[int] = set()
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        for expert in self.experts:
+            config = getattr(expert.model, "generation_config", None)
+            eos = getattr(config, "eos_token_id", None) if config is not None else None
+            if isinstance(eos, int):
+                ids.add(eos)
+            elif eos:
+                ids.update(eos)
+        return {i for i in ids if i < self.vocab_size}
+
+    def pad_token_id(self) -> int:
+        tok = self.tokenizer
+        for candidate in (tok.pad_token_id, tok.eos_token_id):
+            if candidate is not None:
+                return candidate
+        return 0

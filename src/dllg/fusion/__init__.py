@@ -1,0 +1,26 @@
+"""Fusion rules: one file each, found through one registry (`RULES`, `make_rule`)."""
+
+from dllg.fusion import entropy, majority, packllm, single, static, uniform, unite  # noqa: F401  (register)
+from dllg.fusion.base import (
+    RULES,
+    FusionInput,
+    FusionOutput,
+    FusionRule,
+    PromptContext,
+    WeightedRule,
+    make_rule,
+    register_rule,
+    rule_options,
+)
+
+__all__ = [
+    "RULES",
+    "FusionInput",
+    "FusionOutput",
+    "FusionRule",
+    "PromptContext",
+    "WeightedRule",
+    "make_rule",
+    "register_rule",
+    "rule_options",
+]

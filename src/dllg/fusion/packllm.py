@@ -1,0 +1,38 @@
+"""`packllm` (Pack of LLMs): weights from each expert's perplexity on the prompt, fixed for the response.
+
+w_k = softmax_k(-loss_k / tau), loss_k the mean next-token NLL of the prompt under expert k.
+"""
+
+import torch
+
+from dllg.fusion.base import FusionInput, PromptContext, WeightedRule, register_rule
+from dllg.fusion.entropy import check_tau
+
+
+@register_rule
+class PackLLM(WeightedRule):
+    name = "packllm"
+    default_space = "probs"
+    needs_prompt_nll = True
+
+    def __init__(self, tau: float = 1.0, space: str | None = None) -> None:
+        super().__init__(space)
+        self.tau = check_tau(tau, self.name)
+        self._row_weights: torch.Tensor | None = None
+
+    def start(self, context: PromptContext) -> None:
+        assert context.prompt_nll is not None, "the loop computes prompt NLL for rules that need it"
+        self._row_weights = torch.softmax(-context.prompt_nll.float() / self.tau, dim=-1)  # (B, K)
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        assert self._row_weights is not None
+        self._row_weights = self._row_weights[rows.to(self._row_weights.device)]
+
+    def weights(self, inputs: FusionInput) -> torch.Tensor:
+        assert self._row_weights is not None, "start() must run before fuse()"
+        weights = self._row_weights.to(inputs.logits.device)
+        # Broadcast (B, K) over any extra position axis between batch and experts.
+        extra = inputs.logits.dim() - 3
+        return weights.view(weights.shape[0], *([1] * extra), weights.shape[1]).expand(
+            inputs.logits.shape[:-1]
+        )

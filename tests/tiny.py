@@ -1,0 +1,88 @@
+"""Tiny random Qwen2 experts and a tiny shared tokenizer, built in memory: no downloads."""
+
+from functools import cache
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+from dllg.experts import Expert
+
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+CORPUS = [
+    "def add(a, b):\n    return a + b\n",
+    "The answer is 42. Let us compute 3 + 4 = 7 step by step.",
+    "Write a Python function that reverses a string: return s[::-1]",
+    "Hello world! How are you today? I am fine, thank you.",
+] * 20
+
+
+@cache
+def _tokenizer_json(vocab_size: int, extra_special: str | None) -> str:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = SPECIALS + ([extra_special] if extra_special else [])
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    return tok.to_str()
+
+
+def tiny_tokenizer(vocab_size: int = 320, extra_special: str | None = None) -> PreTrainedTokenizerFast:
+    """Byte-level BPE with Qwen-style chat tokens; `extra_special` gives another vocabulary, same size."""
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(_tokenizer_json(vocab_size, extra_special)),
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def tiny_model(
+    seed: int,
+    vocab_rows: int,
+    hidden: int = 32,
+    layers: int = 2,
+    dtype: torch.dtype = torch.float32,
+) -> Qwen2ForCausalLM:
+    """A random Qwen2; a larger init spread keeps logits apart so greedy choices are not near-ties."""
+    config = Qwen2Config(
+        vocab_size=vocab_rows,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        initializer_range=0.2,
+        tie_word_embeddings=False,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config).to(dtype).eval()
+    return model
+
+
+def tiny_expert(
+    seed: int,
+    name: str | None = None,
+    padded_rows: int = 0,
+    hidden: int = 32,
+    dtype: torch.dtype = torch.float32,
+    tokenizer: PreTrainedTokenizerFast | None = None,
+) -> Expert:
+    tokenizer = tokenizer or tiny_tokenizer()
+    model = tiny_model(seed, len(tokenizer) + padded_rows, hidden=hidden, dtype=dtype)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return Expert(name or f"tiny-{seed}", model, tokenizer)
