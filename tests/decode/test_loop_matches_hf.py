@@ -7,7 +7,7 @@ from dllg.decode import GenerationConfig, generate
 from dllg.decode.loop import left_pad
 from dllg.experts import ExpertPool
 from dllg.fusion import make_rule
-from tiny import tiny_expert, tiny_tokenizer
+from dllg.tiny import tiny_expert, tiny_tokenizer
 
 PROMPTS = ["def add(a, b):", "Hello world! How are", "The answer is 4", "Write"]
 

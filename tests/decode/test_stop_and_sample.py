@@ -8,7 +8,7 @@ from dllg.decode.sampling import top_p_filter
 from dllg.errors import DllgError
 from dllg.experts import ExpertPool
 from dllg.fusion import make_rule
-from tiny import tiny_expert, tiny_tokenizer
+from dllg.tiny import tiny_expert, tiny_tokenizer
 
 
 @pytest.fixture(scope="module")

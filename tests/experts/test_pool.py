@@ -6,7 +6,7 @@ import torch
 from dllg.errors import DllgError
 from dllg.experts import ExpertPool
 from dllg.experts.device import resolve_dtype
-from tiny import tiny_expert, tiny_tokenizer
+from dllg.tiny import tiny_expert, tiny_tokenizer
 
 
 def test_same_size_but_different_vocabulary_is_refused():

@@ -40,6 +40,15 @@ def weights_table(generation: Generation, tokenizer) -> Table:
     return table
 
 
+def split_trailing_prompt(experts: list[str], prompts: list[str]) -> tuple[list[str], list[str]]:
+    """`--experts A B "a prompt"` puts the prompt among the experts: a value with whitespace that is not
+    an existing path can be no model name (hub ids and catalog names have none), so it is the prompt."""
+    if not prompts:
+        while len(experts) > 1 and any(c.isspace() for c in experts[-1]) and not Path(experts[-1]).exists():
+            prompts.insert(0, experts.pop())
+    return experts, prompts
+
+
 @user_errors
 def generate_command(
     prompts: list[str] = typer.Argument(None, help="Prompt(s); put them after the options (or after --)."),
@@ -69,7 +78,7 @@ def generate_command(
     """Generate with several experts fused token by token."""
     from dllg.ensemble import Ensemble
 
-    texts = list(prompts or [])
+    experts, texts = split_trailing_prompt(list(experts), list(prompts or []))
     if prompts_file is not None:
         if not prompts_file.is_file():
             raise DllgError(

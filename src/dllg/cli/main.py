@@ -2,7 +2,9 @@
 
 import typer
 
+from dllg.cli import bench
 from dllg.cli.common import argv
+from dllg.cli.demo import demo_command
 from dllg.cli.generate import generate_command
 
 app = typer.Typer(
@@ -13,6 +15,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("generate")(generate_command)
+app.add_typer(bench.app, name="bench")
+app.command("demo")(demo_command)
 
 
 def main() -> None:

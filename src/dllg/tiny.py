@@ -1,4 +1,4 @@
-"""Tiny random Qwen2 experts and a tiny shared tokenizer, built in memory: no downloads."""
+"""Tiny random Qwen2 experts and a tiny shared tokenizer, built in memory: for tests and offline benches."""
 
 from functools import cache
 
@@ -6,7 +6,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from dllg.experts import Expert
+from dllg.experts import Expert, ExpertPool
+from dllg.experts.device import resolve_device, resolve_dtype
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = (
@@ -86,3 +87,17 @@ def tiny_expert(
     model = tiny_model(seed, len(tokenizer) + padded_rows, hidden=hidden, dtype=dtype)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return Expert(name or f"tiny-{seed}", model, tokenizer)
+
+
+def tiny_pool(dtype: str = "auto", device: str = "auto", count: int = 2) -> ExpertPool:
+    """`count` tiny random experts of different widths sharing one tokenizer."""
+    target = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, target)
+    tokenizer = tiny_tokenizer()
+    experts = [
+        tiny_expert(seed, hidden=32 * (seed + 1), dtype=torch_dtype, tokenizer=tokenizer)
+        for seed in range(count)
+    ]
+    for expert in experts:
+        expert.model.to(target)
+    return ExpertPool(experts)

@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print figures (`key=value` lines), never timed tests."""

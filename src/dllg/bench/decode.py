@@ -1,0 +1,151 @@
+"""Decode speed: each expert's HF `generate`, the fused loop, and the fused loop's ratio to the sequential
+limit 1 / (sum of the experts' step times), all measured in one run on one machine.
+
+Step times exclude the prefill: each figure is (time of N new tokens - time of 1 new token) / (N - 1).
+"""
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from dllg.decode import GenerationConfig, generate
+from dllg.experts import Expert, ExpertPool
+from dllg.fusion import make_rule
+
+PROMPTS = [
+    "Write a Python function that reverses a string.",
+    "What is 17 * 23? Think step by step.",
+    "Explain what a hash map is in two sentences.",
+    "Write a function that checks whether a number is prime.",
+    "Sort the list [5, 3, 9, 1] and explain each step.",
+    "Give three uses of the zip function in Python.",
+    "Compute the sum of the first 100 positive integers.",
+    "Write a SQL query that counts the rows of a table named users.",
+]
+
+
+@dataclass
+class Timing:
+    step_seconds: float  # one decode step of the whole batch
+
+    def tokens_per_second(self, batch: int) -> float:
+        return batch / self.step_seconds
+
+
+def step_time(run: Callable[[int], None], new_tokens: int, repeats: int) -> Timing:
+    """Per-step time of `run(n)` (n new tokens per sequence), prefill subtracted; best of `repeats`."""
+    run(2)  # warm-up: first-call allocations and lazy initialisation
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run(1)
+        one = time.perf_counter() - start
+        start = time.perf_counter()
+        run(new_tokens)
+        many = time.perf_counter() - start
+        best = min(best, max(many - one, 1e-9) / (new_tokens - 1))
+    return Timing(best)
+
+
+def encode(pool: ExpertPool, batch: int) -> list[list[int]]:
+    tokenizer = pool.tokenizer
+    texts = [PROMPTS[i % len(PROMPTS)] for i in range(batch)]
+    if tokenizer.chat_template:
+        return [
+            list(
+                tokenizer.apply_chat_template(
+                    [{"role": "user", "content": t}],
+                    add_generation_prompt=True,
+                    tokenize=True,
+                    return_dict=False,
+                )
+            )
+            for t in texts
+        ]
+    return [tokenizer(t)["input_ids"] for t in texts]
+
+
+def hf_generate_runner(expert: Expert, prompts: list[list[int]], pad_id: int) -> Callable[[int], None]:
+    from dllg.decode.loop import left_pad
+
+    ids, mask = left_pad(prompts, pad_id)
+    ids, mask = ids.to(expert.device), mask.to(expert.device)
+
+    @torch.inference_mode()
+    def run(new_tokens: int) -> None:
+        expert.model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            pad_token_id=pad_id,
+        )
+
+    return run
+
+
+def fused_runner(pool: ExpertPool, rule: str, prompts: list[list[int]]) -> Callable[[int], None]:
+    def run(new_tokens: int) -> None:
+        config = GenerationConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+        generate(pool, make_rule(rule), prompts, config)
+
+    return run
+
+
+def bench_decode(
+    pool: ExpertPool,
+    batch_sizes: tuple[int, ...] = (1, 8),
+    new_tokens: int = 32,
+    rule: str = "uniform",
+    repeats: int = 2,
+) -> Iterator[dict[str, object]]:
+    """One result dict per batch size, then a summary dict with the batch gains."""
+    fused_tps: dict[int, float] = {}
+    hf_tps: dict[int, list[float]] = {}
+    pad_id = pool.pad_token_id()
+    for batch in batch_sizes:
+        prompts = encode(pool, batch)
+        row: dict[str, object] = {"batch": batch, "rule": rule, "new_tokens": new_tokens}
+        limit_step = 0.0
+        hf_tps[batch] = []
+        for index, expert in enumerate(pool.experts):
+            timing = step_time(hf_generate_runner(expert, prompts, pad_id), new_tokens, repeats)
+            limit_step += timing.step_seconds
+            hf_tps[batch].append(timing.tokens_per_second(batch))
+            row[f"expert{index}"] = expert.name
+            row[f"expert{index}_dtype"] = str(expert.dtype).removeprefix("torch.")
+            row[f"expert{index}_hf_tok_s"] = round(timing.tokens_per_second(batch), 2)
+        fused = step_time(fused_runner(pool, rule, prompts), new_tokens, repeats)
+        fused_tps[batch] = fused.tokens_per_second(batch)
+        row["fused_tok_s"] = round(fused_tps[batch], 2)
+        row["limit_tok_s"] = round(batch / limit_step, 2)
+        row["limit_ratio"] = round(limit_step / fused.step_seconds, 3)
+        yield row
+    if len(batch_sizes) >= 2:
+        low, high = min(batch_sizes), max(batch_sizes)
+        summary: dict[str, object] = {
+            "batch_gain": round(fused_tps[high] / fused_tps[low], 2),
+            "gain_of": f"{high}/{low}",
+        }
+        for index in range(len(pool)):
+            summary[f"expert{index}_hf_batch_gain"] = round(hf_tps[high][index] / hf_tps[low][index], 2)
+        yield summary
+
+
+def machine_line() -> dict[str, object]:
+    from dllg.experts.device import cpu_has_native_bf16
+
+    return {
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": cpu_has_native_bf16(),
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+    }
+
+
+def format_line(values: dict[str, object]) -> str:
+    return " ".join(f"{k}={v}" for k, v in values.items())

@@ -1,0 +1,142 @@
+"""`dllg generate` end to end on tiny experts saved as local Hugging Face folders."""
+
+import re
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dllg.cli.common import expand_multi_value_options
+from dllg.cli.main import app
+from dllg.ensemble import Ensemble
+from dllg.tiny import tiny_expert, tiny_tokenizer
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> list[str]:
+    """Two tiny experts written with save_pretrained: the real local-folder loading path reads them."""
+    root = tmp_path_factory.mktemp("experts")
+    tok = tiny_tokenizer()
+    paths = []
+    for seed in (1, 2):
+        expert = tiny_expert(seed, tokenizer=tok, padded_rows=16, hidden=32 * seed)
+        path = root / f"tiny-{seed}"
+        expert.model.save_pretrained(path)
+        tok.save_pretrained(path)
+        paths.append(str(path))
+    return paths
+
+
+def invoke(args: list[str]):
+    return runner.invoke(app, expand_multi_value_options(args))
+
+
+def test_expand_multi_value_options():
+    argv = ["generate", "--experts", "a", "b", "--fusion", "uniform", "hi"]
+    assert expand_multi_value_options(argv) == [
+        "generate",
+        "--experts",
+        "a",
+        "--experts",
+        "b",
+        "--fusion",
+        "uniform",
+        "hi",
+    ]
+    assert expand_multi_value_options(["--experts", "a", "b", "--", "p"])[-2:] == ["--", "p"]
+
+
+def test_generate_loads_folders_and_matches_the_api(folders):
+    result = invoke(
+        [
+            "generate",
+            "--experts",
+            *folders,
+            "--fusion",
+            "static",
+            "--weights",
+            "0.3,0.7",
+            "-n",
+            "6",
+            "--dtype",
+            "fp32",
+            "def add(a, b):",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    ens = Ensemble(folders, dtype="fp32")
+    assert ens.pool.vocab_size == len(tiny_tokenizer())  # padded rows trimmed
+    expected = ens.generate("def add(a, b):", "static", weights=[0.3, 0.7], max_new_tokens=6)[0]
+    assert expected.text.strip() and expected.text.strip() in result.output
+
+
+def test_show_weights_prints_one_row_per_token(folders):
+    result = invoke(
+        [
+            "generate",
+            "--experts",
+            *folders,
+            "--fusion",
+            "entropy",
+            "-n",
+            "5",
+            "--show-weights",
+            "--raw",
+            "Hello",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if re.match(r"^\s*│?\s*\d+\s", line)]
+    assert len(rows) == 5
+    weights = [float(x) for x in re.findall(r"\d\.\d{3}", rows[0])]
+    assert len(weights) == 2 and abs(sum(weights) - 1) < 2e-3
+
+
+def test_chat_template_is_applied_unless_raw(folders):
+    ens = Ensemble(folders[:1], dtype="fp32")
+    chat = ens.encode("Hello")
+    raw = ens.encode("Hello", chat=False)
+    assert len(chat) > len(raw) and ens.pool.tokenizer.decode(chat).startswith("<|im_start|>user")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--fusion", "nope"], "unknown fusion rule 'nope'"),
+        (["--fusion", "static", "--weights", "1"], "got 1 weights for 2 experts"),
+        (["--fusion", "static", "--weights", "1,x"], "is not a list of numbers"),
+        (["--fusion", "uniform", "--tau", "2"], "does not take tau"),
+    ],
+)
+def test_bad_options_are_one_line_errors(folders, args, message):
+    result = invoke(["generate", "--experts", *folders, *args, "-n", "2", "hi"])
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_missing_folder_and_mismatched_tokenizers(folders, tmp_path):
+    result = invoke(["generate", "--experts", folders[0], str(tmp_path / "nope"), "--raw", "hi"])
+    assert result.exit_code == 1 and "no such file or folder" in result.output.lower()
+    other = tmp_path / "other"
+    tok = tiny_tokenizer(extra_special="<|x|>")
+    tiny_expert(3, tokenizer=tok).model.save_pretrained(other)
+    tok.save_pretrained(other)
+    result = invoke(["generate", "--experts", folders[0], str(other), "--raw", "hi"])
+    assert result.exit_code == 1 and "do not share a tokenizer" in result.output
+
+
+def test_prompt_right_after_the_experts(folders):
+    result = invoke(["generate", "--experts", *folders, "say hello", "-n", "3"])
+    assert result.exit_code == 0, result.output
+
+
+def test_no_prompt_is_an_error(folders):
+    result = invoke(["generate", "--experts", *folders])
+    assert result.exit_code == 1 and "no prompt given" in result.output
+
+
+def test_per_expert_dtype(folders):
+    ens = Ensemble(folders, dtype=["fp32", "bf16"])
+    assert [e.dtype for e in ens.pool.experts] == [torch.float32, torch.bfloat16]
