@@ -1,14 +1,17 @@
 """`dllg generate`: fuse experts on a prompt and print the answer (optionally each token's weights)."""
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from dllg.cli.common import console, user_errors
-from dllg.decode import Generation
 from dllg.errors import DllgError
 from dllg.fusion import RULES
+
+if TYPE_CHECKING:  # the decode loop imports transformers: seconds that light commands should not pay
+    from dllg.decode import Generation
 
 
 def parse_weights(text: str | None) -> list[float] | None:
@@ -28,7 +31,7 @@ def rule_options_from_flags(
     return {k: v for k, v in given.items() if v is not None}
 
 
-def weights_table(generation: Generation, tokenizer) -> Table:
+def weights_table(generation: "Generation", tokenizer) -> Table:
     table = Table(title="expert weights per token", show_lines=False)
     table.add_column("#", justify="right")
     table.add_column("token")

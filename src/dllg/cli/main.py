@@ -2,7 +2,7 @@
 
 import typer
 
-from dllg.cli import bench
+from dllg.cli import bench, models
 from dllg.cli.common import argv
 from dllg.cli.demo import demo_command
 from dllg.cli.generate import generate_command
@@ -15,9 +15,13 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("generate")(generate_command)
+app.add_typer(models.app, name="models")
 app.add_typer(bench.app, name="bench")
 app.command("demo")(demo_command)
 
 
 def main() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a loading bar per expert drowns the CLI's own progress output
     app(args=argv(), prog_name="dllg")

@@ -19,7 +19,7 @@ def load_expert(
     source = resolve_source(name_or_path)
     target_device = resolve_device(device)
     target_dtype = resolve_dtype(dtype, target_device)
-    kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+    kwargs = source.load_kwargs()
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source.path, dtype=target_dtype, **kwargs)

@@ -1,0 +1,47 @@
+"""Opt-in checks on the real Qwen2.5-Coder pair: DLLG_REAL=1 and both models fetched."""
+
+import os
+
+import pytest
+import torch
+
+pytestmark = [
+    pytest.mark.real,
+    pytest.mark.skipif(os.environ.get("DLLG_REAL") != "1", reason="opt in with DLLG_REAL=1"),
+]
+
+PAIR = ["qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"]
+
+
+@pytest.fixture(scope="module")
+def ensemble():
+    from dllg import Ensemble
+
+    return Ensemble(PAIR)
+
+
+def test_vocabulary_is_shared_and_trimmed(ensemble):
+    assert ensemble.pool.vocab_size == len(ensemble.pool.tokenizer) < ensemble.pool[0].output_rows
+
+
+def test_uniform_fusion_writes_sensible_code(ensemble):
+    out = ensemble.generate("Write a Python function that reverses a string.", "uniform", max_new_tokens=120)[
+        0
+    ]
+    assert "def " in out.text and ("[::-1]" in out.text or "reverse" in out.text)
+
+
+def test_single_expert_matches_hf_generate(ensemble):
+    prompt = ensemble.encode("Write a Python function that adds two numbers.")
+    ours = ensemble.generate(
+        "Write a Python function that adds two numbers.",
+        "single",
+        expert=0,
+        max_new_tokens=24,
+        min_new_tokens=24,
+    )[0]
+    ids = torch.tensor([prompt])
+    hf = ensemble.pool[0].model.generate(
+        ids, attention_mask=torch.ones_like(ids), max_new_tokens=24, min_new_tokens=24, do_sample=False
+    )
+    assert ours.token_ids == hf[0, len(prompt) :].tolist()
