@@ -97,6 +97,16 @@ class Expert:
         )
         return ExpertOutput(logits=self._logits(hidden), hidden=hidden, prompt_nll=nll)
 
+    @torch.inference_mode()
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L, d) last-layer states of right-padded sequences in one pass, no cache (teacher forcing)."""
+        device = self.device
+        positions = torch.arange(input_ids.shape[1], device=device).expand(input_ids.shape[0], -1)
+        out = self._decoder(
+            input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), position_ids=positions
+        )
+        return out.last_hidden_state
+
     def _prompt_nll(self, hidden: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean NLL of each row's real tokens, one row at a time to bound the (L, V) logits in memory."""
         losses = []

@@ -1,6 +1,15 @@
 """Fusion rules: one file each, found through one registry (`RULES`, `make_rule`)."""
 
-from dllg.fusion import entropy, majority, packllm, single, static, uniform, unite  # noqa: F401  (register)
+from dllg.fusion import (  # noqa: F401  (importing registers the rules)
+    entropy,
+    learned_gate,
+    majority,
+    packllm,
+    single,
+    static,
+    uniform,
+    unite,
+)
 from dllg.fusion.base import (
     RULES,
     FusionInput,

@@ -1,0 +1,51 @@
+"""`dllg`: the learned gate as a fusion rule. At each step it reads every expert's hidden state, advances
+its own KV cache, and weighs the experts' logits: z = sum_k w_k z_k (the paper's eq. 1)."""
+
+from pathlib import Path
+
+import torch
+
+from dllg.errors import DllgError
+from dllg.fusion.base import FusionInput, PromptContext, WeightedRule, register_rule
+
+
+@register_rule
+class LearnedGate(WeightedRule):
+    name = "dllg"
+
+    def __init__(self, gate: "str | Path | object") -> None:
+        from dllg.gate import Gate, load_gate
+
+        super().__init__("logits")
+        self.gate: Gate = gate if isinstance(gate, Gate) else load_gate(gate)
+        self.gate.eval()
+        self._state = None
+
+    def bind(self, expert_names: list[str]) -> list[int]:
+        trained_for = self.gate.config.expert_names
+        if list(expert_names) != list(trained_for):
+            raise DllgError(
+                f"the gate was trained for experts {trained_for} but the pool has {list(expert_names)}: "
+                "give the same experts in the same order"
+            )
+        return list(range(len(expert_names)))
+
+    def start(self, context: PromptContext) -> None:
+        self._state = self.gate.new_state(context.input_ids.shape[0])
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        self._state = self.gate.select_rows(self._state, rows)
+
+    @torch.inference_mode()
+    def weights(self, inputs: FusionInput) -> torch.Tensor:
+        sizes = [h.shape[-1] for h in inputs.hidden]
+        if sizes != self.gate.config.hidden_sizes:
+            raise DllgError(
+                f"the gate expects hidden sizes {self.gate.config.hidden_sizes}, experts give {sizes}"
+            )
+        device = inputs.logits.device
+        self.gate.to(device)
+        one_position = inputs.hidden[0].dim() == 2  # (B, d): one token per sequence this step
+        hidden = [h.unsqueeze(1) if one_position else h for h in inputs.hidden]
+        weights = self.gate.step([h.to(device, torch.float32) for h in hidden], self._state)
+        return weights.squeeze(1) if one_position else weights

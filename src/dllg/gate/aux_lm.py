@@ -1,0 +1,117 @@
+"""`aux_lm`: an auxiliary causal LM (frozen, with LoRA) reads the projected expert states as input
+embeddings, autoregressively with its own KV cache; an MLP head turns its last hidden state into scores.
+
+The trajectory so far (u_1..u_t) informs the weight at t, which per-token gates cannot see.
+"""
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from peft import LoraConfig, inject_adapter_in_model
+from torch import nn
+from transformers import AutoModelForCausalLM, DynamicCache, PreTrainedModel
+
+from dllg.errors import DllgError
+from dllg.gate.base import Gate, mlp_head, register_gate
+from dllg.gate.config import GateConfig
+
+
+def load_aux_decoder(source: str | PreTrainedModel, layers: int | None) -> nn.Module:
+    """The decoder stack of a causal LM, optionally cut to its first `layers` layers, without its
+    token embedding and output head (the gate feeds embeddings and has its own head)."""
+    if isinstance(source, str):
+        from dllg.sources import resolve_source
+
+        resolved = resolve_source(source)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                resolved.path, dtype=torch.float32, **resolved.load_kwargs()
+            )
+        except (OSError, ValueError) as exc:
+            raise DllgError(f"cannot load the gate's aux LM {source!r}: {str(exc).splitlines()[0]}") from exc
+    else:
+        model = source
+    decoder = model.get_decoder()
+    if layers is not None:
+        total = len(decoder.layers)
+        if layers > total:
+            raise DllgError(
+                f"aux_layers={layers} but the aux LM has only {total} layers: use at most {total}"
+            )
+        decoder.layers = nn.ModuleList(list(decoder.layers)[:layers])
+        decoder.config.num_hidden_layers = layers
+        if getattr(decoder.config, "layer_types", None):
+            decoder.config.layer_types = decoder.config.layer_types[:layers]
+    decoder.embed_tokens = nn.Embedding(1, decoder.config.hidden_size)  # never used: inputs_embeds only
+    return decoder.float()
+
+
+@dataclass
+class AuxState:
+    cache: DynamicCache
+    position: int = 0  # all sequences start the response together, so one counter serves the batch
+
+
+@register_gate
+class AuxLMGate(Gate):
+    """Projection -> aux LM with LoRA -> MLP head; a full-rank projection here, low-rank in the subclass."""
+
+    variant = "aux_lm"
+    low_rank: ClassVar[bool] = False
+
+    def __init__(self, config: GateConfig, aux_model: PreTrainedModel | None = None) -> None:
+        super().__init__(config)
+        source = aux_model if aux_model is not None else config.aux_model
+        if source is None:
+            raise DllgError("the gate needs an aux LM: set gate.aux_model (default: the smallest expert)")
+        decoder = load_aux_decoder(source, config.aux_layers)
+        for param in decoder.parameters():
+            param.requires_grad_(False)
+        lora = LoraConfig(
+            r=config.lora_rank,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=config.lora_targets,
+        )
+        try:
+            self.aux = inject_adapter_in_model(lora, decoder)
+        except ValueError as exc:
+            raise DllgError(f"cannot put LoRA on the aux LM ({exc}): set gate.lora_targets") from exc
+        d_aux = decoder.config.hidden_size
+        d_in = sum(config.hidden_sizes)
+        rank = config.proj_rank if self.low_rank else None
+        self.project = (
+            nn.Sequential(nn.Linear(d_in, rank, bias=False), nn.Linear(rank, d_aux))
+            if rank
+            else nn.Linear(d_in, d_aux)
+        )
+        self.head = mlp_head(d_aux, config.head_hidden, config.num_experts, config.dropout)
+
+    def new_state(self, batch_size: int) -> AuxState:
+        return AuxState(DynamicCache(config=self.aux.config))
+
+    def select_rows(self, state: AuxState, rows: torch.Tensor) -> AuxState:
+        state.cache.batch_select_indices(rows.to(self.head[0].weight.device))
+        return state
+
+    def scores(
+        self, hidden: list[torch.Tensor], attention_mask: torch.Tensor | None, state: Any | None
+    ) -> torch.Tensor:
+        embeds = self.project(torch.cat(self.norm(hidden), dim=-1))
+        batch, length = embeds.shape[:2]
+        start = state.position if state is not None else 0
+        positions = torch.arange(start, start + length, device=embeds.device).expand(batch, -1)
+        if state is not None:
+            # Decoding: no padding inside the gate's sequence, the causal mask is all it needs.
+            out = self.aux(
+                inputs_embeds=embeds, position_ids=positions, past_key_values=state.cache, use_cache=True
+            )
+            state.position += length
+        else:
+            # Training: right-padded sequences; padding sits after every real position, so causal
+            # attention never lets a real position see it, and padded outputs are masked in the loss.
+            out = self.aux(
+                inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions, use_cache=False
+            )
+        return self.head(out.last_hidden_state)

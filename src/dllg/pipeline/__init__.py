@@ -1,0 +1,1 @@
+"""The gate's life: collect labels, extract teacher-forced features, train."""

@@ -1,0 +1,33 @@
+"""Teacher forcing: every expert reads (prompt, reference response) in one pass; the gate sees the hidden
+states at the positions that predict each response token, exactly the states decoding would give it."""
+
+import torch
+
+from dllg.errors import DllgError
+from dllg.experts import ExpertPool
+
+
+def right_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    return ids, mask
+
+
+def teacher_forced_states(
+    pool: ExpertPool, prompts: list[list[int]], responses: list[list[int]]
+) -> list[list[torch.Tensor]]:
+    """For each example, one (T, d_k) tensor per expert: the states at prompt_len-1 .. prompt_len+T-2,
+    where position i's state predicts response token i (T = response length)."""
+    if any(not p for p in prompts) or any(not r for r in responses):
+        raise DllgError("teacher forcing needs a non-empty prompt and response for every example")
+    ids, mask = right_pad([p + r for p, r in zip(prompts, responses, strict=True)], pool.pad_token_id())
+    per_expert = [expert.hidden_states(ids, mask).float().cpu() for expert in pool.experts]
+    examples = []
+    for row, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
+        start = len(prompt) - 1
+        examples.append([states[row, start : start + len(response)] for states in per_expert])
+    return examples
