@@ -1,0 +1,187 @@
+"""Train the gate by teacher forcing: MSE between every token's weights and the response-level labels.
+
+loss = mean over real tokens t and experts k of (w_t,k - c_k)^2, c_k in {0, 1} (the paper's eq. 5).
+Batches are drawn from a generator seeded by (seed, step), so a resumed run sees exactly the batches an
+uninterrupted one would. Checkpoints hold the gate's trained weights, the optimizer and the step.
+"""
+
+import json
+import os
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from safetensors.torch import load_file
+
+from dllg.errors import DllgError
+from dllg.gate import Gate, save_gate
+from dllg.gate.checkpoint import WEIGHTS
+
+TRAINER_STATE = "trainer.pt"  # written last: a checkpoint folder without it is incomplete
+LOG = "log.jsonl"
+
+
+class TrainConfig(BaseModel):
+    """Defaults are the paper's Appendix A where it gives them (steps, batch size); lr is ours."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(1000, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    checkpoint_every: int = Field(100, ge=1)
+    eval_every: int = Field(100, ge=1)
+    log_every: int = Field(10, ge=1)
+    seed: int = 0
+
+
+@dataclass
+class GateExample:
+    example_id: str
+    states: list[torch.Tensor]  # per expert (T, d_k)
+    labels: torch.Tensor  # (K,) 0/1: was expert k's own answer to this prompt correct
+
+
+def collate(examples: list[GateExample]) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Right-pad to (B, T, d_k) per expert; mask (B, T); labels (B, K)."""
+    length = max(e.states[0].shape[0] for e in examples)
+    num_experts = len(examples[0].states)
+    states = []
+    for k in range(num_experts):
+        padded = torch.zeros(len(examples), length, examples[0].states[k].shape[-1])
+        for row, example in enumerate(examples):
+            padded[row, : example.states[k].shape[0]] = example.states[k]
+        states.append(padded)
+    mask = torch.zeros(len(examples), length)
+    for row, example in enumerate(examples):
+        mask[row, : example.states[0].shape[0]] = 1
+    labels = torch.stack([e.labels.float() for e in examples])
+    return states, mask, labels
+
+
+def masked_mse(weights: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    errors = (weights - labels.unsqueeze(1)) ** 2 * mask.unsqueeze(-1)
+    return errors.sum() / (mask.sum() * weights.shape[-1])
+
+
+@torch.no_grad()
+def evaluate(gate: Gate, examples: list[GateExample], batch_size: int) -> dict[str, float]:
+    """Validation MSE, and how often the expert with the highest mean weight was a correct one
+    (over examples where at least one expert was correct)."""
+    was_training = gate.training
+    gate.eval()
+    total, tokens, hits, answerable = 0.0, 0.0, 0, 0
+    for start in range(0, len(examples), batch_size):
+        states, mask, labels = collate(examples[start : start + batch_size])
+        weights = gate(states, mask.long())
+        total += float(((weights - labels.unsqueeze(1)) ** 2 * mask.unsqueeze(-1)).sum())
+        tokens += float(mask.sum()) * weights.shape[-1]
+        mean = (weights * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
+        best = mean.argmax(-1)
+        has_correct = labels.sum(-1) > 0
+        answerable += int(has_correct.sum())
+        hits += int((labels.gather(1, best.unsqueeze(1)).squeeze(1) > 0)[has_correct].sum())
+    gate.train(was_training)
+    return {"val_mse": total / max(tokens, 1), "val_top_correct": hits / max(answerable, 1)}
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    complete = sorted(p.parent for p in folder.glob(f"checkpoints/step-*/{TRAINER_STATE}"))
+    return complete[-1] if complete else None
+
+
+def _trim_log(path: Path, up_to_step: int) -> None:
+    """On resume, forget log lines past the checkpoint so that no step is logged twice."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= up_to_step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError):
+            continue
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
+
+
+def train_gate(
+    gate: Gate,
+    train: list[GateExample],
+    val: list[GateExample],
+    config: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = True,
+    on_step: Callable[[int, float], None] | None = None,
+) -> dict[str, float]:
+    """Train, checkpointing into out_dir/checkpoints/step-N; the final gate goes to out_dir/gate."""
+    if not train:
+        raise DllgError("no training examples: collect labels and extract features first")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params = [p for p in gate.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    start_step = 0
+    checkpoint = last_checkpoint(out_dir) if resume else None
+    if checkpoint is not None:
+        gate.load_state_dict(load_file(str(checkpoint / WEIGHTS)), strict=False)
+        trainer = torch.load(checkpoint / TRAINER_STATE, weights_only=True)
+        optimizer.load_state_dict(trainer["optimizer"])
+        start_step = int(trainer["step"])
+    _trim_log(out_dir / LOG, start_step)
+    gate.train()
+    metrics: dict[str, float] = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
+    with (
+        Progress(*columns, TimeElapsedColumn(), TimeRemainingColumn(), transient=True) as progress,
+        open(out_dir / LOG, "a") as log,
+    ):
+        task = progress.add_task("training the gate", total=config.steps, completed=start_step)
+        for step in range(start_step + 1, config.steps + 1):
+            rng = random.Random(config.seed * 1_000_003 + step)
+            batch = [train[rng.randrange(len(train))] for _ in range(config.batch_size)]
+            states, mask, labels = collate(batch)
+            loss = masked_mse(gate(states, mask.long()), mask, labels)
+            if not torch.isfinite(loss):
+                raise DllgError(
+                    f"the training loss became {loss.item()} at step {step}: lower train.lr; "
+                    f"the last good checkpoint is {last_checkpoint(out_dir)}"
+                )
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            record: dict[str, float] = {"step": step, "loss": round(loss.item(), 6)}
+            if val and (step % config.eval_every == 0 or step == config.steps):
+                metrics = evaluate(gate, val, config.batch_size)
+                record.update({k: round(v, 6) for k, v in metrics.items()})
+            if step % config.log_every == 0 or len(record) > 2 or step == config.steps:
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+            progress.update(task, completed=step, description=f"training the gate (loss {loss.item():.4f})")
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                _write_checkpoint(gate, optimizer, step, out_dir)
+            if on_step is not None:
+                on_step(step, loss.item())
+    final, partial = out_dir / "gate", out_dir / "gate.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    save_gate(gate, partial)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(partial, final)
+    return metrics
+
+
+def _write_checkpoint(gate: Gate, optimizer: torch.optim.Optimizer, step: int, out_dir: Path) -> None:
+    folder = out_dir / "checkpoints" / f"step-{step:06d}"
+    save_gate(gate, folder)
+    tmp = folder / (TRAINER_STATE + ".tmp")
+    torch.save({"optimizer": optimizer.state_dict(), "step": step}, tmp)
+    os.replace(tmp, folder / TRAINER_STATE)

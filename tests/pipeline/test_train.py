@@ -1,0 +1,145 @@
+"""Features and training on tiny experts: the gate learns a prompt-dependent expert; runs resume exactly."""
+
+import json
+
+import pytest
+import torch
+
+from dllg.errors import DllgError
+from dllg.gate import GateConfig, build_gate, load_gate
+from dllg.pipeline.features import FeatureCache, FeatureExample, extract_features, pool_meta
+from dllg.pipeline.train import GateExample, TrainConfig, evaluate, train_gate
+from dllg.tiny import tiny_model, tiny_pool, tiny_tokenizer
+
+CODE = ["def add(a, b):", "def f(x): return", "Write a Python function", "def reverse(s):"]
+CHAT = ["Hello world! How are", "How are you today?", "I am fine, thank you.", "Hello there, friend"]
+
+
+@pytest.fixture(scope="module")
+def pool():
+    return tiny_pool(dtype="fp32")
+
+
+def synthetic(pool, repeat: int = 3) -> tuple[list[FeatureExample], dict[str, torch.Tensor]]:
+    """Code prompts: expert 0 was right; chat prompts: expert 1. The response is the same text for all."""
+    tok = pool.tokenizer
+    response = tok(" The answer is 7.")["input_ids"]
+    examples, labels = [], {}
+    for r in range(repeat):
+        for i, (code, chat) in enumerate(zip(CODE, CHAT, strict=True)):
+            for kind, text, label in (("code", code, [1.0, 0.0]), ("chat", chat, [0.0, 1.0])):
+                eid = f"{kind}-{i}-{r}"
+                examples.append(FeatureExample(eid, tok(text + " " * r)["input_ids"], response))
+                labels[eid] = torch.tensor(label)
+    return examples, labels
+
+
+def gate_examples(cache: FeatureCache, labels: dict[str, torch.Tensor], ids: list[str]) -> list[GateExample]:
+    states = cache.load_all(ids)
+    return [GateExample(i, states[i], labels[i]) for i in ids]
+
+
+def test_gate_learns_which_expert_is_right_from_the_prompt(pool, tmp_path):
+    examples, labels = synthetic(pool)
+    cache = extract_features(pool, examples, tmp_path / "features", batch_size=5)
+    ids = [e.example_id for e in examples]
+    val_ids = [i for i in ids if i.endswith("-2")]
+    train = gate_examples(cache, labels, [i for i in ids if i not in val_ids])
+    val = gate_examples(cache, labels, val_ids)
+    meta = pool_meta(pool)
+    gate = build_gate(
+        GateConfig(variant="mlp", expert_names=meta["experts"], hidden_sizes=meta["hidden_sizes"])
+    )
+    before = evaluate(gate, val, 8)
+    after = train_gate(
+        gate, train, val, TrainConfig(steps=80, batch_size=8, lr=3e-3, eval_every=40), tmp_path / "run"
+    )
+    assert before["val_mse"] == pytest.approx(0.25, abs=1e-3)  # the zero-initialised head says 0.5 everywhere
+    assert after["val_mse"] < 0.5 * before["val_mse"]
+    assert after["val_top_correct"] == 1.0
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 80 and log[-1]["loss"] < log[0]["loss"]
+    reloaded = load_gate(tmp_path / "run" / "gate")
+    with torch.no_grad():
+        torch.testing.assert_close(
+            reloaded(val[0].states and [s[None] for s in val[0].states]),
+            gate.eval()([s[None] for s in val[0].states]),
+        )
+
+
+def test_interrupted_training_resumes_to_the_same_gate(pool, tmp_path):
+    examples, labels = synthetic(pool, repeat=1)
+    cache = extract_features(pool, examples, tmp_path / "features")
+    data = gate_examples(cache, labels, [e.example_id for e in examples])
+    aux = tmp_path / "aux"
+    tiny_model(3, vocab_rows=16, hidden=32).save_pretrained(aux)
+    meta = pool_meta(pool)
+
+    def fresh_gate():
+        torch.manual_seed(0)
+        return build_gate(
+            GateConfig(
+                variant="lowrank_aux_lm",
+                expert_names=meta["experts"],
+                hidden_sizes=meta["hidden_sizes"],
+                aux_model=str(aux),
+                proj_rank=4,
+                lora_rank=2,
+                head_hidden=8,
+            )
+        )
+
+    config = TrainConfig(steps=12, batch_size=4, lr=1e-3, checkpoint_every=4, log_every=1, eval_every=6)
+    straight = fresh_gate()
+    train_gate(straight, data, data[:4], config, tmp_path / "straight")
+
+    def kill_at_7(step: int, loss: float) -> None:
+        if step == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_gate(fresh_gate(), data, data[:4], config, tmp_path / "resumed", on_step=kill_at_7)
+    resumed = fresh_gate()
+    train_gate(resumed, data, data[:4], config, tmp_path / "resumed")
+    for (name, a), (_, b) in zip(
+        straight.trainable_state_dict().items(), resumed.trainable_state_dict().items(), strict=True
+    ):
+        torch.testing.assert_close(a, b, msg=name)
+    steps = [
+        json.loads(line)["step"] for line in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()
+    ]
+    assert steps == list(range(1, 13))
+
+
+def test_feature_cache_resumes_and_refuses_other_experts(pool, tmp_path):
+    examples, _ = synthetic(pool, repeat=1)
+    folder = tmp_path / "features"
+    extract_features(pool, examples[:6], folder, batch_size=3)
+    index = folder / "index.jsonl"
+    lines = index.read_text().splitlines()
+    index.write_text("\n".join(lines[:4]) + '\n{"id": "cut-by-a-ki')  # a kill mid-line, two examples lost
+    cache = extract_features(pool, examples, folder, batch_size=3)
+    ids = [json.loads(line)["id"] for line in index.read_text().splitlines() if line.endswith("}")]
+    assert sorted(ids) == sorted(e.example_id for e in examples) and len(cache) == len(examples)
+    other = tiny_pool(dtype="fp32", count=3)
+    with pytest.raises(DllgError, match="made with other experts"):
+        extract_features(other, examples, folder)
+
+
+def test_nan_features_stop_training_with_a_clear_error(pool, tmp_path):
+    meta = pool_meta(pool)
+    gate = build_gate(
+        GateConfig(variant="mlp", expert_names=meta["experts"], hidden_sizes=meta["hidden_sizes"])
+    )
+    bad = GateExample(
+        "x", [torch.full((3, d), float("nan")) for d in meta["hidden_sizes"]], torch.tensor([1.0, 0])
+    )
+    with pytest.raises(DllgError, match="loss became nan at step 1"):
+        train_gate(gate, [bad], [], TrainConfig(steps=3, batch_size=1), tmp_path)
+    assert not (tmp_path / "gate").exists()
+
+
+def test_tokenizer_fingerprint_differs():
+    from dllg.pipeline.features import vocab_fingerprint
+
+    assert vocab_fingerprint(tiny_tokenizer()) != vocab_fingerprint(tiny_tokenizer(extra_special="<|x|>"))
