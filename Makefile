@@ -4,9 +4,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dllg-installed
 
-.PHONY: venv test demo lint bench clean
+.PHONY: venv sandbox test demo lint bench clean
 
 venv: $(STAMP)
+
+# The code sandbox runs model-written programs under bubblewrap (Debian package `bubblewrap`).
+sandbox:
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; } \
+		|| { echo "the code sandbox needs bubblewrap: sudo apt-get install bubblewrap"; exit 1; }
 
 # torch goes first and pinned: the CPU wheel; an unpinned torch would pull GBs of CUDA wheels.
 $(STAMP): pyproject.toml
@@ -16,7 +21,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: venv
+test: venv sandbox
 	$(PY) -m ruff check src tests scripts
 	$(PY) -m pytest -q
 

@@ -2,7 +2,7 @@
 
 import typer
 
-from dllg.cli import bench, models
+from dllg.cli import bench, models, tasks
 from dllg.cli.common import argv
 from dllg.cli.demo import demo_command
 from dllg.cli.generate import generate_command
@@ -16,6 +16,8 @@ app = typer.Typer(
 )
 app.command("generate")(generate_command)
 app.add_typer(models.app, name="models")
+app.add_typer(tasks.app, name="tasks")
+app.command("verify")(tasks.verify_command)
 app.add_typer(bench.app, name="bench")
 app.command("demo")(demo_command)
 
