@@ -3,11 +3,10 @@
 from collections.abc import Sequence
 
 from dllg.decode import Generation, GenerationConfig, generate
+from dllg.decode.prompts import Prompt, encode_prompt
 from dllg.errors import DllgError
 from dllg.experts import Expert, ExpertPool
 from dllg.fusion import FusionRule, make_rule
-
-Prompt = str | list[dict[str, str]]  # plain text, or chat messages [{"role": ..., "content": ...}]
 
 
 class Ensemble:
@@ -39,22 +38,7 @@ class Ensemble:
 
     def encode(self, prompt: Prompt, chat: bool = True) -> list[int]:
         """Token ids of a prompt: chat messages (or text as one user turn) through the chat template."""
-        tokenizer = self.pool.tokenizer
-        if isinstance(prompt, list):
-            messages = prompt
-        elif chat:
-            messages = [{"role": "user", "content": prompt}]
-        else:
-            return tokenizer(prompt, add_special_tokens=True)["input_ids"]
-        if not tokenizer.chat_template:
-            raise DllgError(
-                f"expert {self.names[0]!r} has no chat template: pass raw text (--raw / chat=False)"
-            )
-        return list(
-            tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, tokenize=True, return_dict=False
-            )
-        )
+        return encode_prompt(self.pool.tokenizer, prompt, chat)
 
     def generate(
         self,

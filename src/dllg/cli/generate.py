@@ -58,7 +58,8 @@ def generate_command(
     experts: list[str] = typer.Option(
         ..., "--experts", "-e", help="Experts: catalog name, folder, .gguf or hub id."
     ),
-    fusion: str = typer.Option("uniform", "--fusion", "-f", help=f"Fusion rule: {', '.join(sorted(RULES))}."),
+    fusion: str = typer.Option(None, "--fusion", "-f", help=f"Fusion rule: {', '.join(sorted(RULES))}."),
+    gate: str = typer.Option(None, "--gate", help="A trained gate folder: fuse with rule dllg."),
     weights: str = typer.Option(None, help="static: one weight per expert, e.g. 0.3,0.7."),
     expert: str = typer.Option(None, help="single: the expert to use (name or 0-based index)."),
     tau: float = typer.Option(None, help="entropy / packllm: temperature of the weight softmax."),
@@ -93,6 +94,11 @@ def generate_command(
             'no prompt given: put it after the options, e.g. --fusion uniform "PROMPT" (or after --)'
         )
     options = rule_options_from_flags(weights, expert, tau, top_k, space)
+    if gate is not None:
+        if fusion not in (None, "dllg"):
+            raise DllgError(f"--gate fuses with rule dllg, not {fusion!r}: drop --fusion or --gate")
+        fusion, options["gate"] = "dllg", gate
+    fusion = fusion or "uniform"
     devices = device.split(",") if "," in device else device
     dtypes = dtype.split(",") if "," in dtype else dtype
     with console.status(f"loading {len(experts)} experts"):

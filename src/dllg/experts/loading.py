@@ -16,9 +16,11 @@ def load_expert(
     device: str | torch.device | None = "auto",
     dtype: str | torch.dtype | None = "auto",
 ) -> Expert:
-    source = resolve_source(name_or_path)
     target_device = resolve_device(device)
     target_dtype = resolve_dtype(dtype, target_device)
+    if name_or_path.startswith(TINY_PREFIX):
+        return _tiny_expert(name_or_path, target_device, target_dtype)
+    source = resolve_source(name_or_path)
     kwargs = source.load_kwargs()
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
@@ -33,6 +35,23 @@ def load_expert(
         raise DllgError(f"cannot load expert {name_or_path!r} ({source.kind}): {reason}; {hint}") from exc
     model.to(target_device)
     return Expert(source.name, model, tokenizer, source=name_or_path)
+
+
+TINY_PREFIX = "tiny:"
+
+
+def _tiny_expert(name: str, device: torch.device, dtype: torch.dtype) -> Expert:
+    """`tiny:SEED`: a tiny random Qwen2 expert built in memory (pipelines and configs that must run anywhere,
+    offline, in seconds); its width grows with the seed so that pools of tiny experts differ in shape."""
+    from dllg.tiny import tiny_expert
+
+    seed = name.removeprefix(TINY_PREFIX)
+    if not seed.isdigit():
+        raise DllgError(f"{name!r}: a tiny expert is named tiny:SEED with an integer seed, e.g. tiny:0")
+    expert = tiny_expert(int(seed), name=name, hidden=32 * (int(seed) % 4 + 1), dtype=dtype)
+    expert.model.to(device)
+    expert.source = name
+    return expert
 
 
 def per_expert(value: object, count: int, what: str) -> list:

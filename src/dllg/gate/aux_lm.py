@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import torch
 from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
-from transformers import AutoModelForCausalLM, DynamicCache, PreTrainedModel
+from transformers import DynamicCache, PreTrainedModel
 
 from dllg.errors import DllgError
 from dllg.gate.base import Gate, mlp_head, register_gate
@@ -21,15 +21,9 @@ def load_aux_decoder(source: str | PreTrainedModel, layers: int | None) -> nn.Mo
     """The decoder stack of a causal LM, optionally cut to its first `layers` layers, without its
     token embedding and output head (the gate feeds embeddings and has its own head)."""
     if isinstance(source, str):
-        from dllg.sources import resolve_source
+        from dllg.experts.loading import load_expert
 
-        resolved = resolve_source(source)
-        try:
-            model = AutoModelForCausalLM.from_pretrained(
-                resolved.path, dtype=torch.float32, **resolved.load_kwargs()
-            )
-        except (OSError, ValueError) as exc:
-            raise DllgError(f"cannot load the gate's aux LM {source!r}: {str(exc).splitlines()[0]}") from exc
+        model = load_expert(source, device="cpu", dtype="float32").model  # the gate trains in fp32
     else:
         model = source
     decoder = model.get_decoder()

@@ -1,0 +1,55 @@
+"""`dllg collect` and `dllg train`: the gate's pipeline, driven by one YAML run config."""
+
+from pathlib import Path
+
+import typer
+
+from dllg.cli.common import console, user_errors
+
+CONFIG_HELP = "The YAML run config (see configs/)."
+SET_HELP = "Override a config field, e.g. --set train.steps=100 (repeatable)."
+
+
+@user_errors
+def collect_command(
+    config: Path = typer.Option(..., "--config", "-c", help=CONFIG_HELP),
+    set_: list[str] = typer.Option(None, "--set", help=SET_HELP),
+    limit: int = typer.Option(None, "--limit", help="At most this many examples per task."),
+    out: str = typer.Option(None, "--out", help="The label table (JSONL); default: collect.out."),
+) -> None:
+    """Each expert answers each training prompt; a verifier labels each answer (resumable)."""
+    from dllg.config import load_config
+    from dllg.pipeline.run import run_collect
+
+    overrides = list(set_ or []) + ([f"collect.out={out}"] if out else [])
+    run = load_config(config, overrides)
+    if limit is not None:
+        run = run.model_copy(update={"tasks": [t.model_copy(update={"limit": limit}) for t in run.tasks]})
+    counts = run_collect(run)
+    console.print(
+        f"labels: {run.collect.out}: {counts['generated']} new ({counts['correct']} correct), "
+        f"{counts['skipped']} already there",
+        highlight=False,
+    )
+
+
+@user_errors
+def train_command(
+    config: Path = typer.Option(..., "--config", "-c", help=CONFIG_HELP),
+    set_: list[str] = typer.Option(None, "--set", help=SET_HELP),
+    steps: int = typer.Option(None, "--steps", help="Training steps; default: train.steps."),
+    out_dir: str = typer.Option(
+        None, "--out-dir", help="Where checkpoints and the gate go; default: train.out_dir."
+    ),
+) -> None:
+    """Teacher-force the references through the experts (cached) and train the gate (resumable)."""
+    from dllg.config import load_config
+    from dllg.pipeline.run import run_train
+
+    overrides = list(set_ or [])
+    overrides += [f"train.steps={steps}"] if steps is not None else []
+    overrides += [f"train.out_dir={out_dir}"] if out_dir else []
+    run = load_config(config, overrides)
+    metrics = run_train(run)
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()) or "no validation examples"
+    console.print(f"gate: {Path(run.train.out_dir) / 'gate'} ({shown})", highlight=False)

@@ -1,0 +1,100 @@
+"""The one YAML run config (experts, tasks, collect, features, gate, train), validated by pydantic.
+
+CLI flags override fields with `--set section.field=value` (the value is read as YAML).
+"""
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from dllg.errors import DllgError
+from dllg.gate.config import GateConfig
+from dllg.pipeline.train import TrainConfig
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ExpertSpec(Strict):
+    name: str  # catalog name, local folder, .gguf file, hub id, or tiny:SEED
+    device: str = "auto"
+    dtype: str = "auto"
+
+
+class TaskSpec(Strict):
+    name: str
+    split: str = "train"
+    limit: int | None = Field(None, ge=1)
+    data: str | None = None  # a local JSONL instead of the task's usual source
+
+
+class CollectConfig(Strict):
+    out: str = "runs/labels.jsonl"
+    max_new_tokens: int = Field(512, ge=1)
+    batch_size: int = Field(8, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    seed: int = 0
+    workers: int = Field(2, ge=1)  # verifier processes in parallel
+
+
+class FeaturesConfig(Strict):
+    dir: str = "runs/features"
+    batch_size: int = Field(4, ge=1)
+    # The response the experts read under teacher forcing: the task's reference solution, else (or with
+    # "rollout") the first correct expert rollout from the label table.
+    reference: Literal["task", "rollout"] = "task"
+    max_response_tokens: int = Field(1024, ge=1)
+
+
+class TrainSection(TrainConfig):
+    out_dir: str = "runs/gate"
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+
+
+class RunConfig(Strict):
+    experts: list[ExpertSpec] = Field(min_length=1)
+    tasks: list[TaskSpec] = Field(default_factory=list)
+    collect: CollectConfig = Field(default_factory=CollectConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    train: TrainSection = Field(default_factory=TrainSection)
+
+
+def _set_path(data: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise DllgError(f"--set {dotted}: {key} is not a section")
+    node[keys[-1]] = value
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read, override and validate; every problem is one line naming the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise DllgError(f"no such config file {str(path)!r}: see configs/ for examples")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise DllgError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(data, dict):
+        raise DllgError(f"{path} must hold a mapping (experts:, tasks:, ...)")
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise DllgError(f"--set {item!r}: write section.field=value, e.g. --set train.steps=100")
+        _set_path(data, key.strip(), yaml.safe_load(raw))
+    try:
+        return RunConfig(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise DllgError(
+            f"{path}: {where}: {first['msg']} (got {first.get('input')!r})"
+            + (f"; {exc.error_count() - 1} more problem(s)" if exc.error_count() > 1 else "")
+        ) from exc

@@ -1,0 +1,116 @@
+"""A run config, end to end: load the experts and tasks it names, collect labels, build features, train."""
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from dllg.config import RunConfig
+from dllg.decode import GenerationConfig
+from dllg.decode.prompts import encode_prompt
+from dllg.errors import DllgError
+from dllg.experts import ExpertPool
+from dllg.experts.loading import load_expert
+from dllg.gate import build_gate
+from dllg.pipeline.collect import TaskExample, collect_labels, read_labels
+from dllg.pipeline.features import FeatureExample, extract_features
+from dllg.pipeline.train import GateExample, TrainConfig, train_gate
+from dllg.tasks import get_task
+
+
+def load_pool(config: RunConfig) -> ExpertPool:
+    return ExpertPool([load_expert(e.name, e.device, e.dtype) for e in config.experts])
+
+
+def load_training_examples(config: RunConfig) -> list[TaskExample]:
+    """Training splits only: the task refuses an evaluation split here."""
+    if not config.tasks:
+        raise DllgError("the config names no tasks: add a tasks: list (e.g. - name: gsm_symbolic)")
+    items = []
+    for spec in config.tasks:
+        task = get_task(spec.name)
+        data = Path(spec.data) if spec.data else None
+        for example in task.load(spec.split, training=True, limit=spec.limit, data_path=data):
+            items.append(TaskExample(spec.name, spec.split, example))
+    return items
+
+
+def run_collect(config: RunConfig, pool: ExpertPool | None = None) -> dict[str, int]:
+    pool = pool or load_pool(config)
+    c = config.collect
+    generation = GenerationConfig(max_new_tokens=c.max_new_tokens, temperature=c.temperature, seed=c.seed)
+    return collect_labels(pool, load_training_examples(config), c.out, generation, c.batch_size, c.workers)
+
+
+def label_vectors(labels: list[dict], expert_names: list[str]) -> dict[str, torch.Tensor]:
+    """Example id -> (K,) labels, for examples every expert has a label for."""
+    by_example: dict[str, dict[str, int]] = {}
+    for record in labels:
+        by_example.setdefault(record["example_id"], {})[record["expert"]] = int(record["label"])
+    return {
+        eid: torch.tensor([float(got[name]) for name in expert_names])
+        for eid, got in by_example.items()
+        if all(name in got for name in expert_names)
+    }
+
+
+def reference_responses(config: RunConfig, items: list[TaskExample], labels: list[dict]) -> dict[str, str]:
+    """What teacher forcing reads: the task's solution, else a correct rollout (features.reference)."""
+    rollouts: dict[str, str] = {}
+    for record in labels:
+        if record["label"] and record["example_id"] not in rollouts:
+            rollouts[record["example_id"]] = record["response"]
+    refs = {}
+    for item in items:
+        solution = item.example.metadata.get("solution") if config.features.reference == "task" else None
+        text = solution or rollouts.get(item.example.id)
+        if text:
+            refs[item.example.id] = text
+    return refs
+
+
+def is_validation(example_id: str, fraction: float) -> bool:
+    """A stable split by id, so collect/train reruns and resumes agree on it."""
+    digest = int(hashlib.sha256(example_id.encode()).hexdigest()[:8], 16)
+    return digest % 10_000 < fraction * 10_000
+
+
+def run_train(config: RunConfig, pool: ExpertPool | None = None) -> dict[str, float]:
+    pool = pool or load_pool(config)
+    labels = read_labels(config.collect.out)
+    if not labels:
+        raise DllgError(f"no labels in {config.collect.out}: run `dllg collect --config ...` first")
+    vectors = label_vectors(labels, pool.names)
+    items = [i for i in load_training_examples(config) if i.example.id in vectors]
+    refs = reference_responses(config, items, labels)
+    eos = pool.tokenizer.eos_token_id
+    feature_items = []
+    for item in items:
+        if item.example.id not in refs:
+            continue
+        response = list(pool.tokenizer(refs[item.example.id], add_special_tokens=False)["input_ids"])
+        response = response[: config.features.max_response_tokens - 1] + ([eos] if eos is not None else [])
+        prompt = encode_prompt(pool.tokenizer, item.example.messages)
+        feature_items.append(FeatureExample(item.example.id, prompt, response))
+    if not feature_items:
+        raise DllgError("no example has both labels from every expert and a reference response to train on")
+    cache = extract_features(pool, feature_items, config.features.dir, config.features.batch_size)
+    states = cache.load_all([f.example_id for f in feature_items])
+    examples = [GateExample(f.example_id, states[f.example_id], vectors[f.example_id]) for f in feature_items]
+    train = [e for e in examples if not is_validation(e.example_id, config.train.val_fraction)]
+    val = [e for e in examples if is_validation(e.example_id, config.train.val_fraction)]
+    gate_config = config.gate.model_copy(
+        update={
+            "expert_names": pool.names,
+            "hidden_sizes": [e.hidden_size for e in pool.experts],
+            "aux_model": config.gate.aux_model or smallest_expert_source(pool),
+        }
+    )
+    train_config = TrainConfig(**config.train.model_dump(exclude={"out_dir", "val_fraction"}))
+    return train_gate(build_gate(gate_config), train, val, train_config, config.train.out_dir)
+
+
+def smallest_expert_source(pool: ExpertPool) -> str:
+    """The paper's aux LM is the smallest model at hand; by default, the smallest expert."""
+    sizes = [sum(p.numel() for p in e.model.parameters()) for e in pool.experts]
+    return pool.experts[sizes.index(min(sizes))].source

@@ -1,0 +1,121 @@
+"""collect -> train -> generate from one YAML config on tiny experts via the CLI; resumes; bad configs."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dllg.cli.common import expand_multi_value_options
+from dllg.cli.main import app
+from dllg.config import load_config
+from dllg.errors import DllgError
+from dllg.jsonl import read_records
+
+runner = CliRunner()
+TINY = Path(__file__).parents[2] / "configs" / "tiny.yaml"
+
+
+def invoke(args: list[str]):
+    result = runner.invoke(app, expand_multi_value_options(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture
+def config(tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    shutil.copy(TINY, path)
+    return path
+
+
+def outputs(tmp_path: Path) -> list[str]:
+    return [
+        f"collect.out={tmp_path}/labels.jsonl",
+        f"features.dir={tmp_path}/features",
+        f"train.out_dir={tmp_path}/gate",
+        "collect.max_new_tokens=6",
+        "tasks=[{name: gsm_symbolic, limit: 3}]",
+    ]
+
+
+def sets(items: list[str]) -> list[str]:
+    return [arg for item in items for arg in ("--set", item)]
+
+
+def test_collect_train_generate_from_one_config(config, tmp_path):
+    base = sets(outputs(tmp_path))
+    invoke(["collect", "--config", str(config), *base, "--limit", "2"])  # a first, partial run
+    invoke(["collect", "--config", str(config), *base])  # resumes: only the missing pairs
+    records = list(read_records(tmp_path / "labels.jsonl"))
+    pairs = [(r["example_id"], r["expert"]) for r in records]
+    assert len(pairs) == len(set(pairs)) == 3 * 2
+    assert {r["expert"] for r in records} == {"tiny:0", "tiny:1"}
+    assert all(r["verdict"] in {"pass", "fail", "error", "timeout"} and r["label"] in (0, 1) for r in records)
+
+    result = invoke(["train", "--config", str(config), *base, "--steps", "4"])
+    gate = tmp_path / "gate" / "gate"
+    assert (gate / "gate.safetensors").is_file() and str(gate) in result.output.replace("\n", "")
+    log = [json.loads(line) for line in (tmp_path / "gate" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 4
+
+    result = invoke(
+        [
+            "generate",
+            "--experts",
+            "tiny:0",
+            "tiny:1",
+            "--gate",
+            str(gate),
+            "--show-weights",
+            "-n",
+            "4",
+            "What is 3 + 4?",
+        ]
+    )
+    assert "mean weights" in result.output
+
+
+def test_collect_refuses_evaluation_splits(config, tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "collect",
+            "--config",
+            str(config),
+            *sets(outputs(tmp_path)),
+            "--set",
+            "tasks=[{name: dataframebench, split: test}]",
+        ],
+    )
+    assert result.exit_code == 1 and "evaluation-only" in result.output
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.steps=0", "train.steps: Input should be greater than or equal to 1"),
+        ("gate.variant=transformer", "gate.variant"),
+        ("collect.batchsize=3", "collect.batchsize: Extra inputs are not permitted"),
+        ("experts=[]", "experts: List should have at least 1 item"),
+        ("train", "write section.field=value"),
+    ],
+)
+def test_bad_config_values_are_one_line_errors(config, override, message):
+    with pytest.raises(DllgError, match=message):
+        load_config(config, [override])
+
+
+def test_missing_and_malformed_config_files(tmp_path):
+    with pytest.raises(DllgError, match="no such config file"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("experts: [\n")
+    with pytest.raises(DllgError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_committed_configs_are_valid():
+    for path in sorted((Path(__file__).parents[2] / "configs").glob("*.yaml")):
+        assert load_config(path).experts
