@@ -159,13 +159,15 @@ class Sandbox:
         args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
         for path in hidden:
             args += ["--tmpfs", str(path)]
-        # The interpreter and its packages may live under a hidden directory (pyenv under /root).
-        for path in self._python_paths():
-            if any(path.is_relative_to(h) for h in hidden):
-                args += ["--ro-bind", str(path), str(path)]
         size = str(self.limits.tmpfs_bytes)
         args += ["--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
         args += ["--perms", "1777", "--size", size, "--tmpfs", "/dev/shm", "--chdir", "/tmp"]
+        # The interpreter and its packages may live under a directory hidden above: pyenv under /root, or a
+        # checkout (and its .venv) under /tmp. Bind them back read-only, after the tmpfs mounts they sit in.
+        covered = [*hidden, Path("/tmp"), Path("/dev/shm")]
+        for path in self._python_paths():
+            if any(path.is_relative_to(h) for h in covered):
+                args += ["--ro-bind", str(path), str(path)]
         if self.drop_uid:
             args += ["--cap-add", "CAP_SETUID,CAP_SETGID", "--", str(self.setpriv), f"--reuid={NOBODY}"]
             args += [f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]
