@@ -7,6 +7,7 @@ from typing import ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from dllg.errors import DllgError
 
@@ -51,7 +52,8 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except DllgError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # Text, not markup: messages quote lists and paths with brackets; soft_wrap keeps it one line.
+            err_console.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper

@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dllg.errors import DllgError
+from dllg.cli.common import user_errors
 from dllg.sources import fetch_model, list_cached
 from dllg.sources.resolve import CachedModel
 
@@ -17,11 +17,6 @@ app = typer.Typer(
 
 out = Console()
 err = Console(stderr=True)
-
-
-def _fail(error: DllgError) -> typer.Exit:
-    typer.echo(f"error: {error}", err=True)  # plain echo: rich would wrap the one line at 80 columns
-    return typer.Exit(1)
 
 
 def _size(num_bytes: int) -> str:
@@ -35,6 +30,7 @@ def _size(num_bytes: int) -> str:
 
 
 @app.command()
+@user_errors
 def fetch(
     names: list[str] = typer.Argument(..., help="Catalog names, e.g. qwen2.5-coder-0.5b-instruct."),
     force: bool = typer.Option(False, "--force", help="Join and convert again even if already done."),
@@ -43,10 +39,7 @@ def fetch(
     """Download, join and convert models into the cache; a no-op for those already converted."""
     for name in names:
         start = time.perf_counter()
-        try:
-            folder = fetch_model(name, force=force, keep_gguf=keep_gguf, console=err)
-        except DllgError as error:
-            raise _fail(error) from None
+        folder = fetch_model(name, force=force, keep_gguf=keep_gguf, console=err)
         err.print(f"{name}: ready in {time.perf_counter() - start:.1f} s")
         out.print(str(folder), markup=False, highlight=False, soft_wrap=True)
 
@@ -63,12 +56,10 @@ def _row(model: CachedModel) -> tuple[str, str, str, str, str]:
 
 
 @app.command("list")
+@user_errors
 def list_models() -> None:
     """Show each catalog model, how far it is fetched, where it lives and its size on disk."""
-    try:
-        models = list_cached()
-    except DllgError as error:
-        raise _fail(error) from None
+    models = list_cached()
     table = Table("name", "state", "path", "size", "wheels")
     for model in models:
         table.add_row(*_row(model))

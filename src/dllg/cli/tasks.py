@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from dllg.cli.common import user_errors
 from dllg.errors import DllgError
 from dllg.tasks import all_tasks, get_task
 from dllg.tasks.scoring import verify_responses
@@ -19,11 +20,6 @@ from dllg.verify import STATUSES
 
 app = typer.Typer(help="Benchmark tasks: list them, show examples.", no_args_is_help=True)
 console = Console()
-
-
-def _fail(err: DllgError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {err}", soft_wrap=True)
-    return typer.Exit(1)
 
 
 @app.command("list")
@@ -37,6 +33,7 @@ def list_tasks() -> None:
 
 
 @app.command("show")
+@user_errors
 def show(
     name: str = typer.Argument(..., help="task name (see `dllg tasks list`)"),
     split: str | None = typer.Option(None, "--split", "-s", help="split; default: the task's default"),
@@ -44,11 +41,7 @@ def show(
     data: Path | None = typer.Option(None, "--data", help="a local JSONL instead of the task's source"),
 ) -> None:
     """Print the first N examples of a split: id, prompt, reference."""
-    try:
-        task = get_task(name)
-        examples = task.load(split, limit=n, data_path=data)
-    except DllgError as err:
-        raise _fail(err) from err
+    examples = get_task(name).load(split, limit=n, data_path=data)
     for example in examples:
         console.rule(f"{example.id}  [dim]({example.verifier})[/dim]")
         for message in example.messages:
@@ -65,6 +58,7 @@ def _field(label: str, text: str) -> None:
     console.print(Text.assemble((f"{label}: ", "bold"), text))
 
 
+@user_errors
 def verify_command(
     task: str = typer.Option(..., "--task", help="task name (see `dllg tasks list`)"),
     responses: Path = typer.Option(..., "--responses", help="JSONL of {id, response}"),
@@ -74,19 +68,16 @@ def verify_command(
     out: Path | None = typer.Option(None, "--out", help="write one verdict per line here (JSONL)"),
 ) -> None:
     """Score a JSONL of {id, response} against a task; print the score and the count of each verdict."""
-    try:
-        examples = {e.id: e for e in get_task(task).load(split, data_path=data)}
-        rows = read_jsonl(responses)
-        unknown = [str(r.get("id")) for r in rows if r.get("id") not in examples]
-        if unknown:
-            raise DllgError(
-                f"{len(unknown)} response ids are not in task {task!r} (first: {unknown[0]!r}): "
-                "check --task and --split"
-            )
-        chosen = [examples[row["id"]] for row in rows]
-        verdicts = verify_responses(chosen, [str(row["response"]) for row in rows], workers)
-    except DllgError as err:
-        raise _fail(err) from err
+    examples = {e.id: e for e in get_task(task).load(split, data_path=data)}
+    rows = read_jsonl(responses)
+    unknown = [str(r.get("id")) for r in rows if r.get("id") not in examples]
+    if unknown:
+        raise DllgError(
+            f"{len(unknown)} response ids are not in task {task!r} (first: {unknown[0]!r}): "
+            "check --task and --split"
+        )
+    chosen = [examples[row["id"]] for row in rows]
+    verdicts = verify_responses(chosen, [str(row["response"]) for row in rows], workers)
     counts = Counter(v.status for v in verdicts)
     passed = counts["pass"]
     total = len(verdicts)

@@ -1,0 +1,49 @@
+"""Where the fused loop's time goes at batch 1: each expert's cached step alone, both in lock-step, and the
+fusion itself. Prints key=value lines. Usage: python scripts/profile_lockstep.py [EXPERT ...]"""
+
+import sys
+import time
+
+import torch
+
+from dllg import Ensemble
+from dllg.decode.loop import _Batch, _fusion_input, left_pad
+from dllg.fusion import make_rule
+
+STEPS = 12
+
+
+def step_ms(experts, ids, mask) -> tuple[float, list]:
+    batch = _Batch(experts, ids, mask)
+    outputs = batch.prefill(ids, prompt_nll=False)
+    token = torch.tensor([100])
+    start = time.perf_counter()
+    for _ in range(STEPS):
+        outputs = batch.step(token)
+    return (time.perf_counter() - start) / STEPS * 1000, outputs
+
+
+def main() -> None:
+    names = sys.argv[1:] or ["qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"]
+    ensemble = Ensemble(names)
+    ids, mask = left_pad([ensemble.encode("Write a Python function that reverses a string.")], 0)
+    alone = []
+    for expert in ensemble.pool.experts:
+        ms, _ = step_ms([expert], ids, mask)
+        alone.append(ms)
+        print(f"expert={expert.name} dtype={str(expert.dtype).removeprefix('torch.')} step_ms={ms:.1f}")
+    together, outputs = step_ms(ensemble.pool.experts, ids, mask)
+    rule = make_rule("uniform")
+    rule.bind(ensemble.names)
+    start = time.perf_counter()
+    for _ in range(50):
+        rule.fuse(_fusion_input(outputs, outputs[0].logits.device))
+    fuse_ms = (time.perf_counter() - start) / 50 * 1000
+    print(
+        f"lockstep_step_ms={together:.1f} sum_alone_ms={sum(alone):.1f} "
+        f"alternation_ms={together - sum(alone):.1f} fuse_ms={fuse_ms:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
