@@ -137,7 +137,7 @@ def test_bad_gate_config_values():
 def test_gate_rule_weights_equal_teacher_forced_weights(variant, aux_folder):
     """The weights the loop used at each step are what the gate gives on the finished sequence read at once:
     what training sees (teacher forcing) is what decoding does."""
-    pool = tiny_pool(dtype="fp32")
+    pool = tiny_pool(dtype="fp32", device="cpu")
     config = GateConfig(
         variant=variant,
         expert_names=pool.names,
@@ -164,7 +164,7 @@ def test_gate_rule_weights_equal_teacher_forced_weights(variant, aux_folder):
 
 
 def test_gate_rule_refuses_other_experts(aux_folder):
-    pool = tiny_pool(dtype="fp32")
+    pool = tiny_pool(dtype="fp32", device="cpu")
     gate = build_gate(GateConfig(variant="mlp", expert_names=["x", "y"], hidden_sizes=[32, 64]))
     with pytest.raises(DllgError, match="trained for experts"):
         generate(pool, make_rule("dllg", gate=gate), [[5, 6]], GenerationConfig(max_new_tokens=2))

@@ -17,7 +17,7 @@ CHAT = ["Hello world! How are", "How are you today?", "I am fine, thank you.", "
 
 @pytest.fixture(scope="module")
 def pool():
-    return tiny_pool(dtype="fp32")
+    return tiny_pool(dtype="fp32", device="cpu")
 
 
 def synthetic(pool, repeat: int = 3) -> tuple[list[FeatureExample], dict[str, torch.Tensor]]:
@@ -121,7 +121,7 @@ def test_feature_cache_resumes_and_refuses_other_experts(pool, tmp_path):
     cache = extract_features(pool, examples, folder, batch_size=3)
     ids = [json.loads(line)["id"] for line in index.read_text().splitlines() if line.endswith("}")]
     assert sorted(ids) == sorted(e.example_id for e in examples) and len(cache) == len(examples)
-    other = tiny_pool(dtype="fp32", count=3)
+    other = tiny_pool(dtype="fp32", device="cpu", count=3)
     with pytest.raises(DllgError, match="made with other experts"):
         extract_features(other, examples, folder)
 
