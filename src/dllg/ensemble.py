@@ -6,6 +6,7 @@ from dllg.decode import Generation, GenerationConfig, generate
 from dllg.decode.prompts import Prompt, encode_prompt
 from dllg.errors import DllgError
 from dllg.experts import Expert, ExpertPool
+from dllg.experts.loading import load_expert, per_expert
 from dllg.fusion import FusionRule, make_rule
 
 
@@ -22,8 +23,6 @@ class Ensemble:
         device: str | Sequence[str] | None = "auto",
         dtype: str | Sequence[str] | None = "auto",
     ) -> None:
-        from dllg.experts.loading import load_expert, per_expert
-
         devices = per_expert(device, len(experts), "device")
         dtypes = per_expert(dtype, len(experts), "dtype")
         loaded = [

@@ -89,15 +89,19 @@ def tiny_expert(
     return Expert(name or f"tiny-{seed}", model, tokenizer)
 
 
+TINY_PREFIX = "tiny:"
+
+
+def named_tiny_expert(seed: int, device: torch.device, dtype: torch.dtype) -> Expert:
+    """The expert `tiny:SEED` names: width 32, 64, 96 or 128 by seed, so that pools differ in shape."""
+    expert = tiny_expert(seed, name=f"{TINY_PREFIX}{seed}", hidden=32 * (seed % 4 + 1), dtype=dtype)
+    expert.model.to(device)
+    expert.source = expert.name
+    return expert
+
+
 def tiny_pool(dtype: str = "auto", device: str = "auto", count: int = 2) -> ExpertPool:
-    """`count` tiny random experts of different widths sharing one tokenizer."""
+    """The experts tiny:0 .. tiny:{count-1}, built in memory."""
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target)
-    tokenizer = tiny_tokenizer()
-    experts = [
-        tiny_expert(seed, hidden=32 * (seed + 1), dtype=torch_dtype, tokenizer=tokenizer)
-        for seed in range(count)
-    ]
-    for expert in experts:
-        expert.model.to(target)
-    return ExpertPool(experts)
+    return ExpertPool([named_tiny_expert(seed, target, torch_dtype) for seed in range(count)])

@@ -9,6 +9,7 @@ from dllg.errors import DllgError
 from dllg.experts.device import resolve_device, resolve_dtype
 from dllg.experts.expert import Expert
 from dllg.sources import resolve_source
+from dllg.tiny import TINY_PREFIX, named_tiny_expert
 
 
 def load_expert(
@@ -37,21 +38,12 @@ def load_expert(
     return Expert(source.name, model, tokenizer, source=name_or_path)
 
 
-TINY_PREFIX = "tiny:"
-
-
 def _tiny_expert(name: str, device: torch.device, dtype: torch.dtype) -> Expert:
-    """`tiny:SEED`: a tiny random Qwen2 expert built in memory (pipelines and configs that must run anywhere,
-    offline, in seconds); its width grows with the seed so that pools of tiny experts differ in shape."""
-    from dllg.tiny import tiny_expert
-
+    """`tiny:SEED`: a tiny random Qwen2 built in memory, for pipelines and configs that must run anywhere."""
     seed = name.removeprefix(TINY_PREFIX)
     if not seed.isdigit():
         raise DllgError(f"{name!r}: a tiny expert is named tiny:SEED with an integer seed, e.g. tiny:0")
-    expert = tiny_expert(int(seed), name=name, hidden=32 * (int(seed) % 4 + 1), dtype=dtype)
-    expert.model.to(device)
-    expert.source = name
-    return expert
+    return named_tiny_expert(int(seed), device, dtype)
 
 
 def per_expert(value: object, count: int, what: str) -> list:
