@@ -5,6 +5,7 @@ import typer
 from dllg.cli import bench, models, tasks
 from dllg.cli.common import argv
 from dllg.cli.demo import demo_command
+from dllg.cli.eval import eval_command
 from dllg.cli.generate import generate_command
 from dllg.cli.pipeline import collect_command, train_command
 
@@ -20,6 +21,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(tasks.app, name="tasks")
 app.command("collect")(collect_command)
 app.command("train")(train_command)
+app.command("eval")(eval_command)
 app.command("verify")(tasks.verify_command)
 app.add_typer(bench.app, name="bench")
 app.command("demo")(demo_command)

@@ -1,0 +1,81 @@
+"""`dllg eval`: methods x tasks -> records (JSONL, resumable) -> the results table (Markdown and CSV)."""
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from dllg.cli.common import console, user_errors
+
+METHODS_HELP = (
+    "Methods: expert:NAME (name or 0-based index), uniform, entropy, packllm, majority, unite, "
+    "static:0.3,0.7, dllg:GATE_FOLDER, dllg-static:GATE_FOLDER (the gate's mean weights per response)."
+)
+
+
+def rich_table(rows: list[dict]) -> Table:
+    table = Table(title="% correct")
+    columns = list(rows[0]) if rows else ["method", "avg"]
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(
+            *(str(row[c]) if c == "method" else "-" if row[c] is None else f"{row[c]:.2f}" for c in columns)
+        )
+    return table
+
+
+@user_errors
+def eval_command(
+    experts: list[str] = typer.Option(
+        ..., "--experts", "-e", help="Experts: catalog name, folder, .gguf, hub id."
+    ),
+    methods: list[str] = typer.Option(..., "--methods", "-m", help=METHODS_HELP),
+    tasks: list[str] = typer.Option(
+        ..., "--tasks", "-t", help="Tasks: NAME (its default evaluation split) or NAME:SPLIT."
+    ),
+    limit: int = typer.Option(None, "--limit", help="At most this many examples per task."),
+    out: Path = typer.Option(Path("runs/eval/records.jsonl"), "--out", help="The records file (JSONL)."),
+    max_new_tokens: int = typer.Option(512, "--max-new-tokens", "-n"),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    workers: int = typer.Option(2, "--workers", help="Parallel verifier runs (code sandboxes)."),
+    device: str = typer.Option("auto", help="Device for every expert, or one per expert: cpu,cuda:0."),
+    dtype: str = typer.Option("auto", help="auto (bf16 on GPU / native-bf16 CPUs, else fp32), bf16, fp32..."),
+) -> None:
+    """Evaluate methods on tasks (greedy, resumable) and print the results table."""
+    from dllg.decode import GenerationConfig
+    from dllg.experts import ExpertPool
+    from dllg.experts.loading import load_experts
+    from dllg.jsonl import read_records
+    from dllg.pipeline.evaluate import (
+        ablation_line,
+        ablations,
+        evaluate,
+        load_eval_tasks,
+        method_names,
+        results_table,
+        select_records,
+        write_tables,
+    )
+
+    names = method_names(methods)  # a bad method name fails before any model loads
+    config = GenerationConfig(max_new_tokens=max_new_tokens)
+    loaded_tasks = load_eval_tasks(tasks, limit)
+    devices = device.split(",") if "," in device else device
+    dtypes = dtype.split(",") if "," in dtype else dtype
+    with console.status(f"loading {len(experts)} experts"):
+        pool = ExpertPool(load_experts(experts, devices, dtypes))
+    counts = evaluate(pool, names, loaded_tasks, out, config, batch_size, workers)
+    console.print(
+        f"records: {out}: {counts['generated']} new ({counts['correct']} correct), "
+        f"{counts['skipped']} already there",
+        highlight=False,
+    )
+    records = select_records(list(read_records(out)), names, loaded_tasks)
+    rows = results_table(records)
+    notes = [ablation_line(a) for a in ablations(records)]
+    console.print(rich_table(rows))
+    for note in notes:
+        console.print(note, highlight=False)
+    md_path, csv_path = write_tables(rows, out.parent, notes)
+    console.print(f"tables: {md_path}, {csv_path}", highlight=False)

@@ -1,0 +1,303 @@
+"""`dllg eval` on tiny experts and three offline GSM8K examples: records, resume, table, ablation, CLI."""
+
+import csv
+import json
+
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+import dllg.pipeline.evaluate as evaluate_module
+from dllg.cli.common import expand_multi_value_options
+from dllg.cli.eval import eval_command
+from dllg.decode import GenerationConfig, generate
+from dllg.decode.prompts import encode_prompt
+from dllg.errors import DllgError
+from dllg.fusion import make_rule
+from dllg.gate import GateConfig, build_gate, save_gate
+from dllg.jsonl import read_records
+from dllg.pipeline.evaluate import (
+    ablations,
+    evaluate,
+    load_eval_tasks,
+    markdown_table,
+    record_key,
+    results_table,
+    write_tables,
+)
+from dllg.pipeline.features import pool_meta
+from dllg.pipeline.methods import make_method
+from dllg.tasks.scoring import verify_responses
+from dllg.tiny import tiny_pool
+
+CONFIG = GenerationConfig(max_new_tokens=5)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    return tiny_pool(dtype="fp32", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tasks():
+    return load_eval_tasks(["gsm8k"], limit=3)
+
+
+@pytest.fixture(scope="module")
+def gate_dir(pool, tmp_path_factory):
+    """An untrained MLP gate with random weights, so that its weights move from token to token."""
+    meta = pool_meta(pool)
+    config = GateConfig(
+        variant="mlp", expert_names=meta["experts"], hidden_sizes=meta["hidden_sizes"], head_hidden=16
+    )
+    gate = build_gate(config)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for param in gate.parameters():
+            param.normal_(0.0, 0.5)
+    return str(save_gate(gate, tmp_path_factory.mktemp("gate") / "gate"))
+
+
+def prompts(pool, tasks) -> list[list[int]]:
+    return [encode_prompt(pool.tokenizer, e.messages) for e in tasks[0].examples]
+
+
+def keys(records) -> list[tuple]:
+    return [record_key(r) for r in records]
+
+
+def test_one_record_per_method_and_example_with_weights_for_fused_methods(pool, tasks, tmp_path):
+    out = tmp_path / "records.jsonl"
+    counts = evaluate(pool, ["expert:0", "uniform"], tasks, out, CONFIG, batch_size=2)
+    records = list(read_records(out))
+    assert counts == {"generated": 6, "correct": sum(r["correct"] for r in records), "skipped": 0}
+    assert sorted(keys(records)) == sorted(
+        (m, "gsm8k", "eval", e.id) for m in ("expert:0", "uniform") for e in tasks[0].examples
+    )
+    for record in records:
+        assert record["verdict"] in ("pass", "fail", "timeout", "error")
+        assert record["correct"] == int(record["verdict"] == "pass")
+        assert record["experts"] == pool.names and record["tokens"] >= 1
+        if record["method"] == "expert:0":
+            assert "weights" not in record
+            continue
+        weights = torch.tensor(record["weights"])
+        assert weights.shape == (record["tokens"], 2)
+        torch.testing.assert_close(torch.tensor(record["weight_mean"]), weights.mean(0), atol=1e-4, rtol=0)
+        assert record["weight_var"] == [0.0, 0.0]  # uniform: the same weights at every token
+        assert record["weight_entropy"] == pytest.approx(torch.log(torch.tensor(2.0)).item(), abs=1e-5)
+    again = evaluate(pool, ["expert:0", "uniform"], tasks, out, CONFIG, batch_size=2)
+    assert again == {"generated": 0, "correct": 0, "skipped": 6}
+    assert len(list(read_records(out))) == 6
+
+
+def test_expert_method_equals_rule_single(pool, tasks, tmp_path):
+    out = tmp_path / "records.jsonl"
+    evaluate(pool, ["expert:tiny:1", "expert:0"], tasks, out, CONFIG, batch_size=3)
+    by_method: dict[str, list[str]] = {}
+    for record in read_records(out):
+        by_method.setdefault(record["method"], []).append(record["response"])
+    for method, expert in (("expert:tiny:1", 1), ("expert:0", 0)):
+        direct = generate(pool, make_rule("single", expert=expert), prompts(pool, tasks), CONFIG)
+        assert by_method[method] == [g.text for g in direct]
+
+
+def test_a_killed_run_resumes_without_losing_or_duplicating(pool, tasks, tmp_path, monkeypatch):
+    methods = ["expert:1", "entropy"]  # batches of 2: [2, 1] per method, 4 in all
+    reference = tmp_path / "reference.jsonl"
+    evaluate(pool, methods, tasks, reference, CONFIG, batch_size=2)
+
+    out = tmp_path / "records.jsonl"
+    calls = []
+
+    def dies_on_second_batch(examples, responses, max_workers=2):
+        calls.append(len(examples))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the kill arrives while the 2nd batch is verified
+        return verify_responses(examples, responses, max_workers)
+
+    monkeypatch.setattr(evaluate_module, "verify_responses", dies_on_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(pool, methods, tasks, out, CONFIG, batch_size=2)
+    monkeypatch.undo()
+    assert len(list(read_records(out))) == 2
+    with open(out, "a") as handle:
+        handle.write('{"method": "entropy", "task": "gsm8k"')  # a line torn by the kill
+
+    counts = evaluate(pool, methods, tasks, out, CONFIG, batch_size=2)
+    assert counts["generated"] == 4 and counts["skipped"] == 2
+    records = list(read_records(out))
+    assert len(keys(records)) == len(set(keys(records))) == 6
+
+    def content(records):
+        return {record_key(r): (r["response"], r["correct"], r.get("weights")) for r in records}
+
+    assert content(records) == content(read_records(reference))
+
+
+def test_table_equals_a_hand_count(tmp_path):
+    def record(method, task, i, correct):
+        return {
+            "method": method,
+            "task": task,
+            "split": "eval",
+            "example_id": f"{task}-{i}",
+            "correct": correct,
+        }
+
+    records = [record("a", "t1", i, c) for i, c in enumerate([1, 1, 0])]
+    records += [record("a", "t2", i, c) for i, c in enumerate([1, 0])]
+    records += [record("b", "t1", i, c) for i, c in enumerate([0, 0, 1])]
+    records += [record("b", "t2", i, c) for i, c in enumerate([1, 1])]
+    records += [record("c", "t2", 0, 1)]  # no t1 records: no average either
+    rows = results_table(records)
+    assert rows == [
+        {"method": "a", "t1": 66.67, "t2": 50.0, "avg": 58.33},
+        {"method": "b", "t1": 33.33, "t2": 100.0, "avg": 66.67},
+        {"method": "c", "t1": None, "t2": 100.0, "avg": None},
+    ]
+    md_path, csv_path = write_tables(rows, tmp_path / "tables", ["a note"])
+    markdown = md_path.read_text()
+    assert "| method | t1 | t2 | avg |" in markdown and "| a | 66.67 | 50.00 | 58.33 |" in markdown
+    assert "| c | - | 100.00 | - |" in markdown and markdown.rstrip().endswith("a note")
+    with open(csv_path) as handle:
+        assert list(csv.DictReader(handle))[1] == {
+            "method": "b",
+            "t1": "33.33",
+            "t2": "100.00",
+            "avg": "66.67",
+        }
+    # a task seen under two splits gets a column per split
+    split_rows = results_table([record("a", "t1", 0, 1), {**record("a", "t1", 0, 0), "split": "test"}])
+    assert split_rows == [{"method": "a", "t1:eval": 100.0, "t1:test": 0.0, "avg": 50.0}]
+
+
+def test_table_from_evaluated_records_matches_their_count(pool, tasks, tmp_path, monkeypatch):
+    from dllg.verify import Verdict
+
+    def even_length_passes(examples, responses, max_workers=2):
+        return [Verdict("pass" if len(r) % 2 == 0 else "fail") for r in responses]
+
+    monkeypatch.setattr(evaluate_module, "verify_responses", even_length_passes)
+    out = tmp_path / "records.jsonl"
+    evaluate(pool, ["expert:0", "expert:1", "majority"], tasks, out, CONFIG, batch_size=3)
+    records = list(read_records(out))
+    for row in results_table(records):
+        mine = [r for r in records if r["method"] == row["method"]]
+        expected = round(100 * sum(len(r["response"]) % 2 == 0 for r in mine) / len(mine), 2)
+        assert row["gsm8k"] == row["avg"] == expected
+    assert "| expert:0 |" in markdown_table(results_table(records))
+
+
+def test_dllg_static_regenerates_with_each_responses_mean_gate_weights(pool, tasks, tmp_path, gate_dir):
+    out = tmp_path / "records.jsonl"
+    first = evaluate(pool, [f"dllg:{gate_dir}"], tasks, out, CONFIG, batch_size=3)
+    counts = evaluate(pool, [f"dllg-static:{gate_dir}"], tasks, out, CONFIG, batch_size=3)
+    assert first["generated"] == 3
+    assert counts["generated"] == 3 and counts["skipped"] == 3  # the gate's records were reused
+    records = list(read_records(out))
+    dynamic = {r["example_id"]: r for r in records if r["method"] == f"dllg:{gate_dir}"}
+    static = {r["example_id"]: r for r in records if r["method"] == f"dllg-static:{gate_dir}"}
+    assert set(dynamic) == set(static) == {e.id for e in tasks[0].examples}
+    assert any(max(r["weight_var"]) > 1e-4 for r in dynamic.values())  # the gate's weights do move
+    for example, prompt in zip(tasks[0].examples, prompts(pool, tasks), strict=True):
+        used = static[example.id]["static_weights"]
+        assert used == dynamic[example.id]["weight_mean"]
+        torch.testing.assert_close(
+            torch.tensor(used), torch.tensor(dynamic[example.id]["weights"]).mean(0), atol=1e-4, rtol=0
+        )
+        assert all(row == [round(w, 4) for w in used] for row in static[example.id]["weights"])
+        direct = generate(pool, make_rule("static", weights=used), [prompt], CONFIG)[0]
+        assert static[example.id]["response"] == direct.text
+    [ablation] = ablations(records)
+    assert ablation.gate == gate_dir and ablation.examples == 3
+    assert ablation.weight_var > 0 and 0 < ablation.weight_entropy < 0.7
+
+
+def test_dllg_static_alone_also_keeps_the_gate_run(pool, tasks, tmp_path, gate_dir):
+    out = tmp_path / "records.jsonl"
+    evaluate(pool, [f"dllg-static:{gate_dir}"], tasks, out, CONFIG, batch_size=2)
+    methods = [r["method"] for r in read_records(out)]
+    assert methods.count(f"dllg:{gate_dir}") == methods.count(f"dllg-static:{gate_dir}") == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("nope", "unknown method 'nope': use one of expert:NAME, uniform"),
+        ("router:x", "dllg-static:PATH"),
+        ("dllg", "needs an argument: write dllg:PATH"),
+        ("expert:", "needs an argument: write expert:NAME"),
+        ("uniform:probs", "takes no argument"),
+        ("static:a,b", "not numbers"),
+    ],
+)
+def test_bad_method_names_are_clear_errors(name, message):
+    with pytest.raises(DllgError, match=message.replace("(", r"\(")):
+        make_method(name)
+
+
+@pytest.mark.parametrize(
+    ("method", "message"),
+    [
+        ("expert:nobody", "no expert named 'nobody'"),
+        ("expert:5", "out of range"),
+        ("static:1", "got 1 weights for 2 experts"),
+        ("dllg:/no/such/gate", "is not a gate checkpoint"),
+    ],
+)
+def test_methods_that_do_not_fit_the_pool_fail_before_generating(pool, tasks, tmp_path, method, message):
+    out = tmp_path / "records.jsonl"
+    with pytest.raises(DllgError, match=message):
+        evaluate(pool, ["uniform", method], tasks, out, CONFIG)
+    assert not out.exists()
+
+
+def test_records_of_other_experts_are_refused(pool, tasks, tmp_path):
+    out = tmp_path / "records.jsonl"
+    out.write_text(json.dumps({"method": "uniform", "experts": ["a", "b"]}) + "\n")
+    with pytest.raises(DllgError, match="same experts in the same order"):
+        evaluate(pool, ["uniform"], tasks, out, CONFIG)
+
+
+def cli_app() -> typer.Typer:
+    app = typer.Typer()
+    app.callback()(lambda: None)  # a group, so that `eval` is a subcommand as under `dllg`
+    app.command("eval")(eval_command)
+    return app
+
+
+def test_cli_prints_and_writes_the_table(tmp_path):
+    out = tmp_path / "eval" / "records.jsonl"
+    args = ["eval", "--experts", "tiny:0", "tiny:1", "--methods", "expert:tiny:0", "uniform"]
+    args += ["--tasks", "gsm8k", "--limit", "2", "--out", str(out), "--max-new-tokens", "3"]
+    args += ["--batch-size", "2", "--dtype", "fp32", "--device", "cpu"]
+    result = CliRunner().invoke(
+        cli_app(), expand_multi_value_options(args, ("--experts", "--methods", "--tasks"))
+    )
+    assert result.exit_code == 0, result.output
+    assert "4 new" in result.output and "expert:tiny:0" in result.output and "uniform" in result.output
+    rows = results_table(list(read_records(out)))
+    assert (out.parent / "results.md").read_text() == markdown_table(rows)
+    with open(out.parent / "results.csv") as handle:
+        assert [r["method"] for r in csv.DictReader(handle)] == ["expert:tiny:0", "uniform"]
+
+
+def test_cli_bad_method_is_one_error_line(tmp_path):
+    args = [
+        "eval",
+        "--experts",
+        "tiny:0",
+        "--methods",
+        "best",
+        "--tasks",
+        "gsm8k",
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    result = CliRunner().invoke(
+        cli_app(), expand_multi_value_options(args, ("--experts", "--methods", "--tasks"))
+    )
+    assert result.exit_code == 1
+    assert "error: unknown method 'best'" in result.output
