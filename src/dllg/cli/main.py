@@ -2,11 +2,12 @@
 
 import typer
 
-from dllg.cli import bench, models, tasks
+from dllg.cli import bench, models, route, tasks
 from dllg.cli.common import argv
 from dllg.cli.demo import demo_command
 from dllg.cli.eval import eval_command
 from dllg.cli.generate import generate_command
+from dllg.cli.merge import merge_command
 from dllg.cli.pipeline import collect_command, train_command
 
 app = typer.Typer(
@@ -22,6 +23,8 @@ app.add_typer(tasks.app, name="tasks")
 app.command("collect")(collect_command)
 app.command("train")(train_command)
 app.command("eval")(eval_command)
+app.add_typer(route.app, name="route")
+app.command("merge")(merge_command)
 app.command("verify")(tasks.verify_command)
 app.add_typer(bench.app, name="bench")
 app.command("demo")(demo_command)

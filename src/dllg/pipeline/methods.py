@@ -162,7 +162,7 @@ METHODS: dict[str, MethodSpec] = {}
 
 # Modules that register more methods (`router:*`, `merge:*`) with @register_method; imported on first use,
 # so that they may import this module without a cycle.
-PLUGIN_MODULES: tuple[str, ...] = ()
+PLUGIN_MODULES: tuple[str, ...] = ("dllg.baselines.methods",)
 
 
 def all_methods() -> dict[str, MethodSpec]:

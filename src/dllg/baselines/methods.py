@@ -1,0 +1,111 @@
+"""Routers and merges as evaluation methods: `router:FOLDER` and `merge:METHOD_OR_FOLDER`."""
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+
+from dllg.decode import GenerationConfig, generate
+from dllg.errors import DllgError
+from dllg.experts import ExpertPool
+from dllg.fusion import make_rule
+from dllg.paths import cache_dir
+from dllg.pipeline.methods import EvalItem, Method, MethodOutput, RecordKey, encode_items, register_method
+
+# Merges whose defaults need nothing more than the pool; task arithmetic needs a base model.
+DEFAULT_MERGE_OPTIONS = {"linear": {}, "slerp": {"t": 0.5}}
+
+
+class RouterMethod(Method):
+    """One expert per prompt, chosen by a trained router; each group generates with rule `single`."""
+
+    def __init__(self, name: str, folder: str) -> None:
+        super().__init__(name)
+        self.folder = folder
+        self._router = None
+
+    def prepare(self, pool: ExpertPool) -> None:
+        from dllg.baselines.routing import load_router
+
+        self._router = load_router(self.folder)
+        if list(self._router.experts) != pool.names:
+            raise DllgError(
+                f"router {self.folder} was trained for experts {self._router.experts}, the pool has "
+                f"{pool.names}: give the same experts in the same order"
+            )
+
+    def run(
+        self,
+        pool: ExpertPool,
+        items: list[EvalItem],
+        config: GenerationConfig,
+        done: Mapping[RecordKey, dict],
+    ) -> list[MethodOutput]:
+        if self._router is None:
+            self.prepare(pool)
+        choices = self._router.choose([item.example.prompt for item in items])
+        outputs: list[MethodOutput | None] = [None] * len(items)
+        for expert in sorted(set(choices)):
+            rows = [i for i, choice in enumerate(choices) if choice == expert]
+            group = [items[i] for i in rows]
+            generations = generate(
+                pool, make_rule("single", expert=expert), encode_items(pool, group), config
+            )
+            for row, generation in zip(rows, generations, strict=True):
+                outputs[row] = MethodOutput.from_generation(generation, False, routed_to=pool.names[expert])
+        return [o for o in outputs if o is not None]
+
+
+class MergeMethod(Method):
+    """A merged model alone: a folder written by `dllg merge`, or a merge of the pool made on first use."""
+
+    def __init__(self, name: str, argument: str) -> None:
+        super().__init__(name)
+        self.argument = argument
+        self._pool: ExpertPool | None = None
+
+    def _folder(self, pool: ExpertPool) -> Path:
+        if Path(self.argument).is_dir():
+            return Path(self.argument)
+        if self.argument not in DEFAULT_MERGE_OPTIONS:
+            raise DllgError(
+                f"method {self.name!r}: give a merged folder (`dllg merge ... --out DIR`) or one of "
+                f"{', '.join(DEFAULT_MERGE_OPTIONS)} (task arithmetic needs a base: use `dllg merge --base`)"
+            )
+        from dllg.baselines.merging import merge_experts
+
+        sources = [e.source for e in pool.experts]
+        digest = hashlib.sha256("\n".join(sources).encode()).hexdigest()[:12]  # stable across processes
+        out = cache_dir() / "merges" / f"{self.argument}-{digest}"
+        if not (out / "config.json").is_file():
+            merge_experts(self.argument, sources, out, **DEFAULT_MERGE_OPTIONS[self.argument])
+        return out
+
+    def prepare(self, pool: ExpertPool) -> None:
+        from dllg.experts.loading import load_expert
+
+        first = pool.experts[0]
+        merged = load_expert(str(self._folder(pool)), device=first.device, dtype=first.dtype)
+        self._pool = ExpertPool([merged])
+
+    def run(
+        self,
+        pool: ExpertPool,
+        items: list[EvalItem],
+        config: GenerationConfig,
+        done: Mapping[RecordKey, dict],
+    ) -> list[MethodOutput]:
+        if self._pool is None:
+            self.prepare(pool)
+        assert self._pool is not None
+        generations = generate(self._pool, make_rule("single"), encode_items(self._pool, items), config)
+        return [MethodOutput.from_generation(g, False) for g in generations]
+
+
+@register_method("router", "router:FOLDER")
+def _router(name: str, argument: str) -> Method:
+    return RouterMethod(name, argument)
+
+
+@register_method("merge", "merge:linear|slerp|FOLDER")
+def _merge(name: str, argument: str) -> Method:
+    return MergeMethod(name, argument)

@@ -1,0 +1,79 @@
+"""router:FOLDER and merge:METHOD as evaluation methods: each generates with what it picked or merged."""
+
+import pytest
+import torch
+
+from dllg.baselines.routing import RouterTrainConfig, fit_router, make_encoder
+from dllg.decode import GenerationConfig, generate
+from dllg.errors import DllgError
+from dllg.experts import ExpertPool
+from dllg.experts.loading import load_expert
+from dllg.fusion import make_rule
+from dllg.pipeline.methods import EvalItem, encode_items, make_method
+from dllg.tasks.base import Example, user
+from dllg.verify.base import Reference
+
+CONFIG = GenerationConfig(max_new_tokens=5, min_new_tokens=5)
+
+
+def items(texts: list[str]) -> list[EvalItem]:
+    return [
+        EvalItem("t", "test", Example(f"t/{i}", user(t), Reference(answer="1"), "math"))
+        for i, t in enumerate(texts)
+    ]
+
+
+def pool_of(*names: str) -> ExpertPool:
+    return ExpertPool([load_expert(n, device="cpu", dtype="float32") for n in names])
+
+
+def test_router_method_generates_with_the_expert_it_routes_to(tmp_path):
+    pool = pool_of("tiny:0", "tiny:1")
+    code = [f"def add_{i}(a, b): return a + b" for i in range(12)]
+    chat = [f"Hello world! How are you today, friend {i}?" for i in range(12)]
+    labels = torch.tensor([[1.0, 0.0]] * 12 + [[0.0, 1.0]] * 12)
+    encoder = make_encoder("expert-mean", expert="tiny:0")
+    router = fit_router(
+        code + chat, labels, torch.ones_like(labels), pool.names, encoder, RouterTrainConfig(steps=80)
+    )
+    router.save(tmp_path / "router")
+    method = make_method(f"router:{tmp_path / 'router'}")
+    method.prepare(pool)
+    batch = items([code[0], chat[0], code[1]])
+    outputs = method.run(pool, batch, CONFIG, {})
+    assert [o.extra["routed_to"] for o in outputs] == ["tiny:0", "tiny:1", "tiny:0"]
+    for item, output in zip(batch, outputs, strict=True):
+        expert = pool.names.index(output.extra["routed_to"])
+        alone = generate(pool, make_rule("single", expert=expert), encode_items(pool, [item]), CONFIG)[0]
+        assert output.response == alone.text and output.weights is None
+
+
+def test_router_for_other_experts_is_refused(tmp_path):
+    pool = pool_of("tiny:0", "tiny:1")
+    labels = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    encoder = make_encoder("expert-mean", expert="tiny:0")
+    fit_router(
+        ["a", "b"], labels, torch.ones_like(labels), ["x", "y"], encoder, RouterTrainConfig(steps=2)
+    ).save(tmp_path / "r")
+    with pytest.raises(DllgError, match="trained for experts"):
+        make_method(f"router:{tmp_path / 'r'}").prepare(pool)
+
+
+def test_merge_method_merges_the_pool_once_and_generates_with_the_merge(tmp_path, monkeypatch):
+    pytest.importorskip("mergekit")
+    monkeypatch.setenv("DLLG_CACHE", str(tmp_path))
+    pool = pool_of("tiny:0", "tiny:4")  # same width: mergeable
+    method = make_method("merge:linear")
+    method.prepare(pool)
+    [folder] = list((tmp_path / "merges").iterdir())
+    merged = pool_of(str(folder))
+    for name, tensor in merged[0].model.state_dict().items():
+        expected = (pool[0].model.state_dict()[name] + pool[1].model.state_dict()[name]) / 2
+        torch.testing.assert_close(tensor, expected, msg=name)
+    batch = items(["What is 3 + 4?"])
+    output = method.run(pool, batch, CONFIG, {})[0]
+    assert (
+        output.response == generate(merged, make_rule("single"), encode_items(merged, batch), CONFIG)[0].text
+    )
+    with pytest.raises(DllgError, match="give a merged folder"):
+        make_method("merge:task_arithmetic").prepare(pool)
