@@ -77,3 +77,28 @@ def test_merge_method_merges_the_pool_once_and_generates_with_the_merge(tmp_path
     )
     with pytest.raises(DllgError, match="give a merged folder"):
         make_method("merge:task_arithmetic").prepare(pool)
+
+
+def test_route_train_reads_experts_and_labels_from_a_run_config(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from dllg.cli.main import app
+
+    table = tmp_path / "labels.jsonl"
+    rows = [(f"a{i}", f"def f_{i}(x): return x", [1, 0]) for i in range(6)]
+    rows += [(f"b{i}", f"Hello there friend {i}, how are you?", [0, 1]) for i in range(6)]
+    records = [
+        {"example_id": eid, "prompt": text, "expert": expert, "label": label}
+        for eid, text, labels in rows
+        for expert, label in zip(["tiny:0", "tiny:1"], labels, strict=True)
+    ]
+    table.write_text("".join(json.dumps(r) + "\n" for r in records))
+    config = tmp_path / "run.yaml"
+    config.write_text(f"experts: [{{name: 'tiny:0'}}, {{name: 'tiny:1'}}]\ncollect: {{out: '{table}'}}\n")
+    result = CliRunner().invoke(
+        app, ["route", "train", "--config", str(config), "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "r" / "router.json").read_text())["experts"] == ["tiny:0", "tiny:1"]

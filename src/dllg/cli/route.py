@@ -14,8 +14,9 @@ app = typer.Typer(
 @app.command("train")
 @user_errors
 def train_command(
-    labels: Path = typer.Option(..., "--labels", help="The label table `dllg collect` wrote (JSONL)."),
-    experts: list[str] = typer.Option(..., "--experts", help="The experts to route between, in pool order."),
+    config: Path = typer.Option(None, "--config", "-c", help="A run config: its experts and collect.out."),
+    labels: Path = typer.Option(None, "--labels", help="The label table `dllg collect` wrote (JSONL)."),
+    experts: list[str] = typer.Option(None, "--experts", help="The experts to route between, in pool order."),
     out: Path = typer.Option(..., "--out", help="The folder to save the router to."),
     kind: str = typer.Option("embedllm", "--kind", help="embedllm or routerdc."),
     encoder: str = typer.Option("expert-mean", "--encoder", help="expert-mean or minilm."),
@@ -32,6 +33,14 @@ def train_command(
     from dllg.baselines.routing import RouterTrainConfig, make_encoder, train_router_from_table
     from dllg.errors import DllgError
 
+    if config is not None:  # flags given beside the config win
+        from dllg.config import load_config
+
+        run = load_config(config)
+        labels = labels or Path(run.collect.out)
+        experts = experts or [e.name for e in run.experts]
+    if labels is None or not experts:
+        raise DllgError("name the label table and the experts: --config RUN.yaml, or --labels and --experts")
     if encoder == "expert-mean":
         if not 0 <= encoder_expert < len(experts):
             raise DllgError(
