@@ -89,6 +89,7 @@ _TASK_MODULES = (
     "code_r1",
     "bigcodebench",
     "dataframebench",
+    "world",
 )
 
 
