@@ -7,7 +7,7 @@ from safetensors.torch import save_file
 from dllg.decode import GenerationConfig, generate
 from dllg.errors import DllgError
 from dllg.fusion import make_rule
-from dllg.gate import GATES, GateConfig, build_gate, load_gate, save_gate
+from dllg.gate import GATES, Gate, GateConfig, build_gate, load_gate, save_gate
 from dllg.pipeline.teacher_forcing import teacher_forced_states
 from dllg.tiny import tiny_model, tiny_pool
 
@@ -22,11 +22,12 @@ def aux_folder(tmp_path_factory) -> str:
     return str(folder)
 
 
-def make_gate(variant: str, aux_folder: str, **overrides):
+def small_gate(variant: str, names: list[str], sizes: list[int], aux_folder: str, **overrides) -> Gate:
+    """A small gate whose trained parameters are moved off their zero init, so outputs vary by position."""
     config = GateConfig(
         variant=variant,
-        expert_names=["a", "b"],
-        hidden_sizes=SIZES,
+        expert_names=names,
+        hidden_sizes=sizes,
         aux_model=aux_folder,
         proj_rank=8,
         lora_rank=4,
@@ -36,11 +37,15 @@ def make_gate(variant: str, aux_folder: str, **overrides):
     )
     gate = build_gate(config)
     torch.manual_seed(0)
-    with torch.no_grad():  # move every trained parameter off its zero init so outputs vary by position
+    with torch.no_grad():
         for param in gate.parameters():
             if param.requires_grad:
                 param.add_(torch.randn_like(param) * 0.3)
     return gate.eval()
+
+
+def make_gate(variant: str, aux_folder: str, **overrides) -> Gate:
+    return small_gate(variant, ["a", "b"], SIZES, aux_folder, **overrides)
 
 
 def random_states(batch: int, length: int) -> list[torch.Tensor]:
@@ -138,20 +143,7 @@ def test_gate_rule_weights_equal_teacher_forced_weights(variant, aux_folder):
     """The weights the loop used at each step are what the gate gives on the finished sequence read at once:
     what training sees (teacher forcing) is what decoding does."""
     pool = tiny_pool(dtype="fp32", device="cpu")
-    config = GateConfig(
-        variant=variant,
-        expert_names=pool.names,
-        hidden_sizes=[e.hidden_size for e in pool.experts],
-        aux_model=aux_folder,
-        proj_rank=8,
-        lora_rank=4,
-        head_hidden=16,
-    )
-    gate = build_gate(config)
-    with torch.no_grad():
-        for param in gate.parameters():
-            if param.requires_grad:
-                param.add_(torch.randn_like(param) * 0.3)
+    gate = small_gate(variant, pool.names, [e.hidden_size for e in pool.experts], aux_folder)
     prompts = [pool.tokenizer(t)["input_ids"] for t in ["def add(a, b):", "Hello there, how"]]
     out = generate(
         pool, make_rule("dllg", gate=gate), prompts, GenerationConfig(max_new_tokens=6, min_new_tokens=6)
