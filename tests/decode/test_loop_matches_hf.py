@@ -108,9 +108,17 @@ def test_cached_loop_equals_recomputation(pool64, rule):
 def test_padded_output_rows_are_never_chosen():
     tok = tiny_tokenizer()
     expert = tiny_expert(3, tokenizer=tok, padded_rows=40)
-    with torch.no_grad():  # make a padded row the model's favourite: trimming must still hide it
-        expert.model.get_output_embeddings().weight[len(tok) + 5] *= 100
     pool = ExpertPool([expert])
     assert expert.vocab_size == len(tok)
-    out = generate(pool, make_rule("single"), encode(PROMPTS[:2]), GenerationConfig(max_new_tokens=6))
+    prompts = encode(PROMPTS[:2])
+    firsts = [
+        g.token_ids[0]
+        for g in generate(pool, make_rule("single"), prompts, GenerationConfig(max_new_tokens=1))
+    ]
+    with torch.no_grad():  # padded rows 10x each favourite token's row: they would win untrimmed
+        head = expert.model.get_output_embeddings().weight
+        for offset, first in enumerate(firsts):
+            head[len(tok) + 5 + offset] = head[first] * 10
+    out = generate(pool, make_rule("single"), prompts, GenerationConfig(max_new_tokens=6))
+    assert [g.token_ids[0] for g in out] == firsts
     assert all(t < len(tok) for g in out for t in g.token_ids)

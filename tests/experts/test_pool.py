@@ -3,9 +3,11 @@
 import pytest
 import torch
 
+from dllg.decode import GenerationConfig, generate
 from dllg.errors import DllgError
 from dllg.experts import ExpertPool
 from dllg.experts.device import resolve_dtype
+from dllg.fusion import make_rule
 from dllg.tiny import tiny_expert, tiny_tokenizer
 
 
@@ -28,6 +30,23 @@ def test_padded_heads_are_trimmed_to_the_shared_vocabulary():
         out = expert.forward(ids, torch.ones_like(ids), torch.arange(3)[None], expert.new_cache())
         assert out.logits.shape == (1, 1, len(tok))
         assert out.hidden.shape == (1, 1, expert.hidden_size)
+
+
+def test_trailing_placeholder_tokens_are_trimmed_and_never_chosen():
+    """GGUF conversions name the padding rows [PAD<id>]: they are trimmed like padding."""
+    tok = tiny_tokenizer()
+    size = len(tok)
+    tok.add_tokens([f"[PAD{size + i}]" for i in range(5)])
+    expert = tiny_expert(1, tokenizer=tok)
+    pool = ExpertPool([expert])
+    assert len(tok) == size + 5 and pool.vocab_size == size
+    prompt = tok("def add(a, b):")["input_ids"]
+    first = generate(pool, make_rule("single"), [prompt], GenerationConfig(max_new_tokens=1))[0].token_ids[0]
+    with torch.no_grad():  # a placeholder row 10x the favourite token's row: it would win untrimmed
+        head = expert.model.get_output_embeddings().weight
+        head[size + 2] = head[first] * 10
+    out = generate(pool, make_rule("single"), [prompt], GenerationConfig(max_new_tokens=5))[0]
+    assert out.token_ids[0] == first and all(t < size for t in out.token_ids)
 
 
 def test_head_smaller_than_tokenizer_is_refused():

@@ -1,11 +1,24 @@
 """The pool of experts that decode together: they must share one tokenizer, and logits are trimmed to it."""
 
+import re
 from collections.abc import Sequence
 
 from transformers import PreTrainedTokenizerBase
 
 from dllg.errors import DllgError
 from dllg.experts.expert import Expert
+
+# GGUF conversions fill the embedding's padding rows with placeholder tokens ("[PAD151665]" ...); they are
+# not text anyone trained on, so they are trimmed like padding rows.
+PLACEHOLDER_TOKEN = re.compile(r"^\[PAD\d+\]$")
+
+
+def usable_vocab_size(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The tokenizer's size without a trailing run of placeholder tokens."""
+    size = len(tokenizer)
+    while size > 0 and PLACEHOLDER_TOKEN.match(tokenizer.convert_ids_to_tokens(size - 1) or ""):
+        size -= 1
+    return size
 
 
 def vocabulary_difference(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase) -> str | None:
@@ -43,7 +56,7 @@ class ExpertPool:
                     f"experts {first.name!r} and {other.name!r} do not share a tokenizer ({diff}); "
                     "combine only models of one tokenizer family"
                 )
-        self.vocab_size = len(first.tokenizer)
+        self.vocab_size = usable_vocab_size(first.tokenizer)
         for expert in self.experts:
             if expert.output_rows < self.vocab_size:
                 raise DllgError(
