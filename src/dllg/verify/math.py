@@ -103,20 +103,32 @@ def answers_match(gold: str, predicted: str) -> bool:
     return bool(mv.verify(gold_p, pred_p, timeout_seconds=None))
 
 
-class MathVerifier(SequentialVerifier):
-    """Pass when the response's final answer equals `reference.answer`."""
+class FinalAnswerVerifier(SequentialVerifier):
+    """Extract the response's final answer and compare it with `reference.answer` by `matches`."""
 
-    name = "math"
+    name = "final-answer"
+
+    def matches(self, gold: str, predicted: str) -> bool:
+        raise NotImplementedError
 
     def verify(self, response: str, reference: Reference) -> Verdict:
         if reference.answer is None:
-            raise DllgError("the math verifier needs a reference answer: the task gave none")
+            raise DllgError(f"the {self.name} verifier needs a reference answer: the task gave none")
         predicted = extract_answer(response)
         if predicted is None:
             return Verdict("error", "no final answer found in the response")
-        if answers_match(reference.answer, predicted):
+        if self.matches(reference.answer, predicted):
             return Verdict("pass", f"answer {predicted!r} matches")
         return Verdict("fail", f"answer {predicted!r} != reference {reference.answer!r}")
+
+
+class MathVerifier(FinalAnswerVerifier):
+    """Pass when the response's final answer equals `reference.answer` mathematically."""
+
+    name = "math"
+
+    def matches(self, gold: str, predicted: str) -> bool:
+        return answers_match(gold, predicted)
 
 
 register(MathVerifier())
