@@ -11,6 +11,7 @@ import torch
 
 from dllg.errors import DllgError
 from dllg.experts import Expert
+from dllg.pipeline.teacher_forcing import right_pad
 
 
 class PromptEncoder(Protocol):
@@ -60,9 +61,7 @@ class ExpertMeanEncoder:
                 tokenizer(p, add_special_tokens=False)["input_ids"] or [pad]
                 for p in prompts[start:][: self.batch_size]
             ]
-            width = max(len(row) for row in ids)
-            input_ids = torch.tensor([row + [pad] * (width - len(row)) for row in ids])
-            mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in ids])
+            input_ids, mask = right_pad(ids, pad)
             hidden = self.expert.hidden_states(input_ids, mask).float().cpu()
             weights = mask.unsqueeze(-1).float()
             out.append((hidden * weights).sum(1) / weights.sum(1))
