@@ -9,7 +9,6 @@ killed run loses at most the batch in flight and duplicates nothing. The routing
 table.
 """
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from dllg.decode.prompts import encode_prompt
 from dllg.experts import ExpertPool
 from dllg.fusion import make_rule
 from dllg.jsonl import append_records, read_records
+from dllg.pipeline.batching import batches
 from dllg.tasks.base import Example
 from dllg.tasks.scoring import verify_responses
 
@@ -33,11 +33,6 @@ class TaskExample:
 
 def read_labels(path: str | Path) -> list[dict]:
     return list(read_records(path))
-
-
-def _batches(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def collect_labels(
@@ -63,7 +58,7 @@ def collect_labels(
         for expert_index in range(len(pool)):
             mine = [item for k, item in todo if k == expert_index]
             rule = make_rule("single", expert=expert_index)
-            for batch in _batches(mine, batch_size):
+            for batch in batches(mine, batch_size):
                 prompts = [encode_prompt(pool.tokenizer, item.example.messages) for item in batch]
                 generations = generate(pool, rule, prompts, config)
                 verdicts = verify_responses(

@@ -14,7 +14,7 @@ and duplicates nothing. The table (rows: methods, columns: tasks + macro `avg`) 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from dllg.decode import GenerationConfig
 from dllg.errors import DllgError
 from dllg.experts import ExpertPool
 from dllg.jsonl import append_records, read_records
+from dllg.pipeline.batching import batches
 from dllg.pipeline.methods import EvalItem, Method, MethodOutput, RecordKey, make_method
 from dllg.tasks.base import Example, get_task
 from dllg.tasks.scoring import verify_responses
@@ -102,11 +103,6 @@ def make_record(
     return {**record, **output.extra}
 
 
-def _batches(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _check_same_experts(done: dict[RecordKey, dict], experts: list[str], out_path: Path) -> None:
     for record in done.values():
         if record.get("experts", experts) != experts:
@@ -148,7 +144,7 @@ def evaluate(
     with Progress(*columns, transient=True) as progress:
         bar = progress.add_task(f"evaluating ({counts['skipped']} done before)", total=total)
         for method, items in todo:
-            for batch in _batches(items, batch_size):
+            for batch in batches(items, batch_size):
                 progress.update(bar, description=f"{method.name} on {batch[0].task}")
                 records = _run_batch(pool, method, batch, config, done, workers)
                 append_records(out_path, records)

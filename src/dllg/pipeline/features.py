@@ -12,7 +12,7 @@ run recomputes. A cache made from other experts or another tokenizer is refused.
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from dllg.errors import DllgError
 from dllg.experts import ExpertPool
 from dllg.jsonl import append_records, read_records
+from dllg.pipeline.batching import batches
 from dllg.pipeline.teacher_forcing import teacher_forced_states
 
 META = "meta.json"
@@ -134,11 +135,6 @@ class FeatureCache:
             for eid in eids:
                 out[eid] = [tensors[f"{eid}/{k}"].float() for k in range(num_experts)]
         return out
-
-
-def batches(items: list[FeatureExample], size: int) -> Iterator[list[FeatureExample]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def extract_features(
