@@ -1,9 +1,16 @@
 """Load an expert from a catalog name, a local folder, a GGUF file or a hub id."""
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
 
 from dllg.errors import DllgError
 from dllg.experts.device import resolve_device, resolve_dtype
@@ -24,7 +31,7 @@ def load_expert(
     source = resolve_source(name_or_path)
     kwargs = source.load_kwargs()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
+        tokenizer = load_tokenizer(source.path, kwargs)
         model = AutoModelForCausalLM.from_pretrained(source.path, dtype=target_dtype, **kwargs)
     except (OSError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -36,6 +43,25 @@ def load_expert(
         raise DllgError(f"cannot load expert {name_or_path!r} ({source.kind}): {reason}; {hint}") from exc
     model.to(target_device)
     return Expert(source.name, model, tokenizer, source=name_or_path)
+
+
+# Tokenizer classes that mean "exactly what tokenizer.json says", whatever the model type.
+GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
+def load_tokenizer(path: str, kwargs: dict) -> PreTrainedTokenizerBase:
+    """The folder's tokenizer as saved. AutoTokenizer picks the model type's class (a qwen2 config gives
+    Qwen2Tokenizer, with Qwen's own pre-tokenizer) even when tokenizer_config.json names a generic
+    tokenizer, which would silently tokenize differently from training; a generic one is honoured here."""
+    config_file = Path(path) / "tokenizer_config.json"
+    if config_file.is_file():
+        try:
+            declared = json.loads(config_file.read_text()).get("tokenizer_class")
+        except json.JSONDecodeError as exc:
+            raise DllgError(f"{config_file} is not valid JSON ({exc}): restore or re-save it") from exc
+        if declared in GENERIC_TOKENIZER_CLASSES:
+            return PreTrainedTokenizerFast.from_pretrained(path, **kwargs)
+    return AutoTokenizer.from_pretrained(path, **kwargs)
 
 
 def _tiny_expert(name: str, device: torch.device, dtype: torch.dtype) -> Expert:
