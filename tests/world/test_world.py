@@ -10,7 +10,7 @@ import dllg.world.tasks  # noqa: F401  (registers world-arith, world-code, world
 from dllg.errors import DllgError
 from dllg.tasks.base import TASKS
 from dllg.tasks.scoring import verify_responses
-from dllg.world.families import FAMILIES, problem, split_problems
+from dllg.world.families import FAMILIES, mixed_parts, problem, split_problems
 from dllg.world.tasks import WorldTask
 from dllg.world.tokenizer import (
     build_world_tokenizer,
@@ -112,3 +112,21 @@ def test_registry_exposes_the_tasks_and_guards_the_test_split():
         with pytest.raises(DllgError, match="evaluation-only"):
             task.load("test", training=True)
     assert TASKS["world-arith"].verifier == "math" and TASKS["world-mixed"].verifier == "code"
+
+
+def test_mixed_parts_cut_at_the_hand_over(tokenizer):
+    """The derivation ends with the `k = N` line; the code part is the code block; together they are the
+    solution, and the cut tokenizes like the whole (the experts' training relies on it)."""
+    for seed in range(20):
+        solution = problem("mixed", seed).solution
+        steps, code = mixed_parts(solution)
+        assert steps + code == solution
+        assert steps.endswith("\n") and "\nk = " in steps and "```" not in steps
+        assert code.startswith("```python\n") and code.endswith("```")
+        ids = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+        assert ids(steps) + ids(code) == ids(solution)
+
+
+def test_mixed_parts_refuses_other_families():
+    with pytest.raises(DllgError, match="not a mixed solution"):
+        mixed_parts(problem("arith", 0).solution)

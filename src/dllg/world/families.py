@@ -36,11 +36,14 @@ class Problem:
     solution: str
     reference: Reference
     verifier: str  # "math" or "code"
+    # what makes it easy for the other specialist: "one-step" arithmetic, "simple-code" (f(x) = x + k);
+    # a mixed problem with neither is "needs-both"
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Expression:
-    """An arithmetic expression of three one-digit operands and the steps that evaluate it."""
+    """An arithmetic expression of one-digit operands and the steps that evaluate it."""
 
     text: str
     steps: tuple[str, ...]  # one "a op b = c" line per operation, in evaluation order
@@ -56,8 +59,20 @@ def _digits(rng: random.Random, count: int) -> list[int]:
     return [rng.randint(1, 9) for _ in range(count)]
 
 
-def random_expression(rng: random.Random) -> Expression:
-    """One of five shapes; the precedence decides which operation is done first. Never negative."""
+# The share of problems whose arithmetic is one operation: the code specialist can do those, so that
+# some mixed training problems are solved by it alone (and some, with simple code, by the other).
+ONE_STEP_SHARE = 0.25
+SIMPLE_BODY = "x + {K}"
+
+
+def random_expression(rng: random.Random, one_step_share: float = 0.0) -> Expression:
+    """Two operations in one of five shapes (the precedence decides which comes first), or with
+    probability `one_step_share` one operation (a + b or a * b). Never negative."""
+    if rng.random() < one_step_share:
+        a, b = _digits(rng, 2)
+        op = rng.choice("+*")
+        line, value = _step(a, op, b)
+        return Expression(f"{a} {op} {b}", (line,), value)
     a, b, c = _digits(rng, 3)
     shape = rng.randrange(5)
     if shape == 0:  # a + b * c
@@ -88,11 +103,18 @@ def boxed(value: int) -> str:
 
 
 # Function bodies in x and one constant K (shown as k or as its value), plus maybe a one-digit b.
-_BODIES = ("x + {K}", "x * {K}", "x * {K} + {b}", "x * {K} - {b}", "{K} - x", "x * x + {K}")
+_BODIES = (SIMPLE_BODY, "x * {K}", "x * {K} + {b}", "x * {K} - {b}", "{K} - x", "x * x + {K}")
 
 
 def _random_body(rng: random.Random) -> str:
     return rng.choice(_BODIES).replace("{b}", str(rng.randint(1, 9)))
+
+
+def _tags(expr: Expression | None, body: str | None) -> tuple[str, ...]:
+    """What makes a problem easy for the other specialist; a mixed problem with neither needs both."""
+    tags = ("one-step",) * (expr is not None and len(expr.steps) == 1)
+    tags += ("simple-code",) * (body == SIMPLE_BODY)
+    return tags or (("needs-both",) if expr is not None and body is not None else ())
 
 
 def _code_block(body: str) -> str:
@@ -113,37 +135,43 @@ def _code_reference(body: str) -> Reference:
 
 
 def arith_problem(rng: random.Random) -> Problem:
-    expr = random_expression(rng)
+    expr = random_expression(rng, ONE_STEP_SHARE)
     solution = "\n".join([*expr.steps, boxed(expr.value)])
-    return Problem("arith", f"Compute {expr.text}.", solution, Reference(answer=str(expr.value)), "math")
+    reference = Reference(answer=str(expr.value))
+    return Problem("arith", f"Compute {expr.text}.", solution, reference, "math", _tags(expr, None))
 
 
 def code_problem(rng: random.Random) -> Problem:
-    """Half the time the constant is named k and given first, the way a mixed problem names its result.
-
-    The constant is drawn like an arithmetic result, so that this family sees every number the mixed
-    family's k can take.
-    """
+    """A function from its formula, the constant written out. The constant is drawn like an arithmetic
+    result, so that this family sees every number the mixed family's k can take."""
     body = _random_body(rng)
-    k = random_expression(rng).value
-    concrete = body.replace("{K}", str(k))
-    if rng.random() < 0.5:
-        prompt = f"Write a Python function f(x) that returns {concrete}."
-        solution = _code_block(concrete)
-    else:
-        prompt = f"Let k be {k}. Write a Python function f(x) that returns {body.replace('{K}', 'k')}."
-        solution = f"k = {k}\n{_code_block(concrete)}"
-    return Problem("code", prompt, solution, _code_reference(concrete), "code")
+    concrete = body.replace("{K}", str(random_expression(rng).value))
+    prompt = f"Write a Python function f(x) that returns {concrete}."
+    return Problem(
+        "code", prompt, _code_block(concrete), _code_reference(concrete), "code", _tags(None, body)
+    )
 
 
 def mixed_problem(rng: random.Random) -> Problem:
     """k is an arithmetic expression: compute it step by step, then write code with k's value in it."""
-    expr = random_expression(rng)
+    expr = random_expression(rng, ONE_STEP_SHARE)
     body = _random_body(rng)
     concrete = body.replace("{K}", str(expr.value))
     prompt = f"Let k be {expr.text}. Write a Python function f(x) that returns {body.replace('{K}', 'k')}."
     solution = "\n".join([*expr.steps, f"k = {expr.value}", _code_block(concrete)])
-    return Problem("mixed", prompt, solution, _code_reference(concrete), "code")
+    return Problem("mixed", prompt, solution, _code_reference(concrete), "code", _tags(expr, body))
+
+
+def mixed_parts(solution: str) -> tuple[str, str]:
+    """A mixed solution cut where the skills hand over: the derivation (step lines, then `k = N`, each
+    ending in a newline), then the code. The experts' training reads this cut: the arithmetic expert
+    learns the derivations of mixed problems, the code expert learns to write code after a derivation
+    someone else wrote (never to make one).
+    """
+    derivation, marker, code = solution.partition("\n```python")
+    if not marker or "\nk = " not in derivation:
+        raise DllgError("not a mixed solution: it has no `k = N` line followed by a code block")
+    return derivation + "\n", marker.removeprefix("\n") + code
 
 
 GENERATORS: dict[str, Callable[[random.Random], Problem]] = {

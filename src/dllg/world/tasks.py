@@ -25,7 +25,7 @@ def world_example(task_name: str, split: str, index: int, item: Problem) -> Exam
         messages=user(item.prompt),
         reference=item.reference,
         verifier=item.verifier,
-        metadata={"solution": item.solution, "family": item.family},
+        metadata={"solution": item.solution, "family": item.family, "tags": list(item.tags)},
     )
 
 
