@@ -14,7 +14,7 @@ SAMPLE = "Let k be 3 + 4 * 2. Write a Python function f(x) that returns x * k.\n
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    """A qwen2 model saved with a tokenizer that is not Qwen's (the world's own BPE, its own pre-tokenizer)."""
+    """A qwen2 model saved with a tokenizer that is not Qwen's (the world's BPE, own pre-tokenizer)."""
     tokenizer = build_world_tokenizer()
     config = Qwen2Config(
         vocab_size=len(tokenizer),
@@ -45,6 +45,6 @@ def test_a_corrupt_tokenizer_config_is_named(folder, tmp_path):
     for item in path.iterdir():
         (broken / item.name).write_bytes(item.read_bytes())
     (broken / "tokenizer_config.json").write_text("{not json")
-    with pytest.raises(DllgError, match="tokenizer_config.json is not valid JSON"):
+    with pytest.raises(DllgError, match=r"tokenizer_config\.json is not valid JSON"):
         load_expert(str(broken), device="cpu", dtype="float32")
     assert json.loads((path / "tokenizer_config.json").read_text())  # the original is untouched

@@ -72,9 +72,11 @@ class MergeMethod(Method):
                 f"{', '.join(DEFAULT_MERGE_OPTIONS)} (task arithmetic needs a base: use `dllg merge --base`)"
             )
         from dllg.baselines.merging import merge_experts
+        from dllg.baselines.merging.sources import source_fingerprint
 
         sources = [e.source for e in pool.experts]
-        digest = hashlib.sha256("\n".join(sources).encode()).hexdigest()[:12]  # stable across processes
+        fingerprints = "\n".join(source_fingerprint(s) for s in sources)
+        digest = hashlib.sha256(fingerprints.encode()).hexdigest()[:12]  # stable across processes
         out = cache_dir() / "merges" / f"{self.argument}-{digest}"
         if not (out / "config.json").is_file():
             merge_experts(self.argument, sources, out, **DEFAULT_MERGE_OPTIONS[self.argument])

@@ -19,8 +19,9 @@ from dllg.sources import catalog
 from dllg.sources.catalog import CatalogEntry, find_entry, get_entry
 from dllg.sources.gguf import convert_gguf, is_converted
 from dllg.sources.pypi_parts import Downloader, downloads_dir, ensure_gguf, gguf_path
+from dllg.world.assets import is_world_name, world_asset
 
-SourceKind = Literal["catalog", "local", "gguf", "hub"]
+SourceKind = Literal["catalog", "local", "gguf", "hub", "world"]
 CachedState = Literal["converted", "gguf only", "wheels only", "not fetched"]
 
 # "name" or "org/name" as the hub spells repository ids; anything else is not sent there.
@@ -63,10 +64,12 @@ def _looks_like_path(text: str) -> bool:
 
 
 def resolve_source(name_or_path: str) -> ModelSource:
-    """Catalog name, then an existing folder or .gguf file, then a hub id; DllgError for the rest.
+    """Catalog name, `world:NAME`, then an existing folder or .gguf file, then a hub id; DllgError else.
 
     A string like "org/name" that is not an existing folder is taken as a hub id, as transformers does.
     """
+    if is_world_name(name_or_path):
+        return ModelSource("world", str(world_asset(name_or_path)), None, name_or_path)
     entry = find_entry(name_or_path)
     if entry is not None:
         folder = model_dir(entry.name)

@@ -20,7 +20,7 @@ def materialise(source: str, scratch: Path) -> Path:
     if not source.startswith(TINY_PREFIX):
         resolved = resolve_source(source)
         folder = Path(resolved.path)
-        if resolved.kind in ("local", "catalog") and safetensors_files(folder):
+        if resolved.kind in ("local", "catalog", "world") and safetensors_files(folder):
             return folder
     # tiny:SEED, GGUF files, hub ids and .bin folders are loaded once and saved as safetensors.
     expert = load_expert(source, device="cpu", dtype="float32")
@@ -28,6 +28,20 @@ def materialise(source: str, scratch: Path) -> Path:
     expert.model.save_pretrained(scratch)
     expert.tokenizer.save_pretrained(scratch)
     return scratch
+
+
+def source_fingerprint(source: str) -> str:
+    """What identifies a source's weights: its name, plus the size and time of each file in its folder,
+    so that a merge cached for one build of a folder is not reused for the next."""
+    if source.startswith(TINY_PREFIX):
+        return source
+    resolved = resolve_source(source)
+    folder = Path(resolved.path)
+    if not folder.is_dir():
+        return source
+    files = [f for f in sorted(folder.iterdir()) if f.is_file()]
+    stats = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    return f"{source} {stats}"
 
 
 def tensor_shapes(folder: Path) -> dict[str, tuple[int, ...]]:

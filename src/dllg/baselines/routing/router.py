@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from dllg.baselines.routing.encoders import PromptEncoder, encoder_from_spec
 from dllg.errors import DllgError
+from dllg.world.assets import local_path
 
 WEIGHTS = "router.safetensors"
 CONFIG = "router.json"
@@ -86,7 +87,7 @@ class Router:
 
 def load_router(folder: str | Path, encoder: PromptEncoder | None = None) -> Router:
     """Rebuild a saved router; pass `encoder` to reuse one already loaded (e.g. an expert of the pool)."""
-    folder = Path(folder)
+    folder = local_path(folder)
     if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
         raise DllgError(f"{folder} is not a router: expected {CONFIG} and {WEIGHTS} from `dllg route train`")
     config = json.loads((folder / CONFIG).read_text())
