@@ -5,7 +5,7 @@
 
 Stages, each through the same commands a user runs, each resumable where the command is:
   experts  scripts/train_world_experts.py -> runs/world/models, copied to the package's assets
-  collect  dllg collect --config configs/world.yaml   (the experts answer single-skill training prompts)
+  collect  dllg collect --config configs/world.yaml   (each expert answers arithmetic, code, mixed prompts)
   gate     dllg train --config configs/world.yaml     (features + the gate), copied to the assets
   routers  dllg route train --config configs/world.yaml --kind embedllm|routerdc, into the assets
 A stage's earlier outputs under runs/world are removed when it is rerun from the start, so the shipped

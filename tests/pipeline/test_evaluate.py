@@ -19,18 +19,22 @@ from dllg.fusion import make_rule
 from dllg.gate import GateConfig, build_gate, save_gate
 from dllg.jsonl import read_records
 from dllg.pipeline.evaluate import (
+    EvalTask,
     ablations,
     evaluate,
     load_eval_tasks,
     markdown_table,
     record_key,
     results_table,
+    tag_table,
     write_tables,
 )
 from dllg.pipeline.features import pool_meta
 from dllg.pipeline.methods import make_method
+from dllg.tasks.base import Example, user
 from dllg.tasks.scoring import verify_responses
 from dllg.tiny import tiny_pool
+from dllg.verify.base import Reference
 
 CONFIG = GenerationConfig(max_new_tokens=5)
 
@@ -172,6 +176,26 @@ def test_table_equals_a_hand_count(tmp_path):
     # a task seen under two splits gets a column per split
     split_rows = results_table([record("a", "t1", 0, 1), {**record("a", "t1", 0, 0), "split": "test"}])
     assert split_rows == [{"method": "a", "t1:eval": 100.0, "t1:test": 0.0, "avg": 50.0}]
+
+
+def test_tag_table_groups_examples_by_their_tags():
+    def example(i, tags):
+        return Example(id=f"t-{i}", messages=user("q"), reference=Reference(answer="1"), verifier="math",
+                       metadata={"tags": tags})  # fmt: skip
+
+    task = EvalTask(
+        "t", "test", [example(0, ["hard"]), example(1, ["hard"]), example(2, ["easy"]), example(3, [])]
+    )
+    records = [
+        {"method": m, "task": "t", "split": "test", "example_id": f"t-{i}", "correct": c}
+        for m, results in (("a", [1, 0, 1, 0]), ("b", [1, 1, 0, 1]))
+        for i, c in enumerate(results)
+    ]
+    records.append({"method": "a", "task": "other", "split": "test", "example_id": "t-0", "correct": 0})
+    assert tag_table(records, task) == [
+        {"method": "a", "hard (n=2)": 50.0, "easy (n=1)": 100.0, "untagged (n=1)": 0.0},
+        {"method": "b", "hard (n=2)": 100.0, "easy (n=1)": 0.0, "untagged (n=1)": 100.0},
+    ]
 
 
 def test_table_from_evaluated_records_matches_their_count(pool, tasks, tmp_path, monkeypatch):

@@ -1,44 +1,123 @@
-"""`dllg demo`: fetch the real Qwen2.5-Coder pair (once) and fuse it on a coding prompt, with weights."""
+"""`dllg demo`: DLLG on the shipped synthetic world, no download: one fused answer with each token's
+expert weights, then every method's score on held-out tasks. `--real` fuses the Qwen2.5-Coder pair."""
 
 import time
+from pathlib import Path
 
 import typer
+from rich.text import Text
 
 from dllg.cli.bench import REAL_PAIR
 from dllg.cli.common import console, user_errors
 from dllg.cli.generate import weights_table
 
-DEMO_PROMPT = "Write a Python function that reverses a string."
+REAL_PROMPT = "Write a Python function that reverses a string."
+WORLD_EXPERTS = ("world:arith", "world:code")
+WORLD_GATE = "world:gate"
+# The paper's table: each expert, the heuristic ensembles, the routers, the merges, then DLLG and its
+# static ablation (each response's mean weights, every token).
+WORLD_METHODS = (
+    *(f"expert:{name}" for name in WORLD_EXPERTS),
+    "uniform",
+    "entropy",
+    "packllm",
+    "majority",
+    "unite",
+    "router:world:router-embedllm",
+    "router:world:router-routerdc",
+    "merge:linear",
+    "merge:slerp",
+    f"dllg:{WORLD_GATE}",
+    f"dllg-static:{WORLD_GATE}",
+)
+WORLD_TASK_NAMES = ("world-arith", "world-code", "world-mixed")
+EXPERT_STYLES = ("cyan", "magenta", "yellow", "green")
 
 
 @user_errors
 def demo_command(
-    fusion: list[str] = typer.Option(["uniform", "entropy"], "--fusion", help="Rules to show (repeatable)."),
-    max_new_tokens: int = typer.Option(120, "--max-new-tokens", "-n"),
-    tiny: bool = typer.Option(
-        False, "--tiny", help="Tiny random experts instead: no download, gibberish text."
+    limit: int = typer.Option(None, "--limit", help="At most this many held-out examples per task."),
+    out: Path = typer.Option(
+        Path("runs/demo/records.jsonl"), "--out", help="Evaluation records (JSONL, resumable); tables beside."
     ),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    workers: int = typer.Option(2, "--workers", help="Parallel verifier runs (code sandboxes)."),
+    real: bool = typer.Option(
+        False, "--real", help="Fuse the real Qwen2.5-Coder pair on one prompt instead (fetched once)."
+    ),
+    fusion: list[str] = typer.Option(["uniform", "entropy"], "--fusion", help="--real: rules to show."),
+    max_new_tokens: int = typer.Option(120, "--max-new-tokens", "-n", help="--real: tokens per answer."),
 ) -> None:
-    """Fuse two experts on one prompt with a few rules, printing each token's expert weights."""
-    from dllg.ensemble import Ensemble
-
-    if tiny:
-        from dllg.tiny import tiny_pool
-
-        ensemble = Ensemble(tiny_pool().experts)
+    """Show DLLG at work: a fused answer with per-token weights, then the results table (see README)."""
+    if real:
+        real_demo(fusion, max_new_tokens)
     else:
-        from dllg.sources import fetch_model
+        world_demo(limit, out, batch_size, workers)
 
-        for name in REAL_PAIR:
-            fetch_model(name)
-        with console.status("loading the experts"):
-            ensemble = Ensemble(list(REAL_PAIR))
+
+def world_demo(limit: int | None, out: Path, batch_size: int, workers: int) -> None:
+    from dllg.cli.eval import evaluate_and_report
+    from dllg.decode import GenerationConfig
+    from dllg.ensemble import Ensemble
+    from dllg.pipeline.evaluate import load_eval_tasks, method_names
+    from dllg.tasks.scoring import verify_responses
+    from dllg.world.assets import assets_fingerprint
+
+    started = time.perf_counter()
+    ensemble = Ensemble(list(WORLD_EXPERTS))
+    tasks = load_eval_tasks(WORLD_TASK_NAMES, limit)
+    console.print(
+        f"experts: {', '.join(WORLD_EXPERTS)} (tiny Qwen2 models shipped with dllg; `world:code` never "
+        "learned the arithmetic, `world:arith` never learned code)\n"
+        f"gate: {WORLD_GATE}, trained on single-skill prompts only\n",
+        highlight=False,
+    )
+    mixed = next(t for t in tasks if t.name == "world-mixed").examples
+    # one that neither expert solves alone: two operations, and code other than f(x) = x + k
+    example = next((e for e in mixed if "needs-both" in e.metadata["tags"]), mixed[0])
+    console.rule("a held-out mixed problem, fused by the gate")
+    console.print(example.prompt, markup=False, highlight=False)
+    result = ensemble.generate(example.messages, "dllg", gate=WORLD_GATE, max_new_tokens=96)[0]
+    console.print(weights_table(result, ensemble.pool.tokenizer))
+    console.print(coloured_answer(result, ensemble.pool.tokenizer))
+    verdict = verify_responses([example], [result.text])[0]
+    console.print(f"verdict: {verdict.status}", highlight=False)
+
+    console.rule("every method on held-out tasks (greedy; % correct)")
+    # records are kept per build of the shipped models, so a rebuild never reuses old answers
+    records = out.parent / assets_fingerprint() / out.name
+    config = GenerationConfig(max_new_tokens=96)
+    names = method_names(list(WORLD_METHODS))
+    evaluate_and_report(ensemble.pool, names, tasks, records, config, batch_size, workers, ["world-mixed"])
+    console.print(f"[dim]demo finished in {time.perf_counter() - started:.0f} s[/]")
+
+
+def coloured_answer(result, tokenizer) -> Text:
+    """The answer with each token in the colour of the expert with the larger weight."""
+    text = Text()
+    for token, weights in zip(result.token_ids, result.weights, strict=True):
+        style = EXPERT_STYLES[int(weights.argmax()) % len(EXPERT_STYLES)]
+        text.append(tokenizer.decode([token]), style=style)
+    legend = "  ".join(
+        f"[{EXPERT_STYLES[i % len(EXPERT_STYLES)]}]{name}[/]" for i, name in enumerate(result.expert_names)
+    )
+    return Text.from_markup(f"colour = the expert with the larger weight: {legend}\n") + text
+
+
+def real_demo(fusion: list[str], max_new_tokens: int) -> None:
+    from dllg.ensemble import Ensemble
+    from dllg.sources import fetch_model
+
+    for name in REAL_PAIR:
+        fetch_model(name)
+    with console.status("loading the experts"):
+        ensemble = Ensemble(list(REAL_PAIR))
     console.print(f"experts: {ensemble}")
-    console.print(f"prompt: {DEMO_PROMPT}\n", highlight=False)
+    console.print(f"prompt: {REAL_PROMPT}\n", highlight=False)
     for rule in fusion:
         console.rule(f"fusion rule: {rule}")
         start = time.perf_counter()
-        result = ensemble.generate(DEMO_PROMPT, rule, max_new_tokens=max_new_tokens)[0]
+        result = ensemble.generate(REAL_PROMPT, rule, max_new_tokens=max_new_tokens)[0]
         seconds = time.perf_counter() - start
         console.print(weights_table(result, ensemble.pool.tokenizer))
         console.print(result.text, markup=False, highlight=False)

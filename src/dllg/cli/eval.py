@@ -1,11 +1,19 @@
 """`dllg eval`: methods x tasks -> records (JSONL, resumable) -> the results table (Markdown and CSV)."""
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from dllg.cli.common import console, user_errors
+from dllg.errors import DllgError
+
+if TYPE_CHECKING:  # the CLI imports torch-heavy modules only when a command runs
+    from dllg.decode import GenerationConfig
+    from dllg.experts import ExpertPool
+    from dllg.pipeline.evaluate import EvalTask
 
 METHODS_HELP = (
     "Methods: expert:NAME (name or 0-based index), uniform, entropy, packllm, majority, unite, "
@@ -13,11 +21,11 @@ METHODS_HELP = (
 )
 
 
-def rich_table(rows: list[dict]) -> Table:
-    table = Table(title="% correct")
+def rich_table(rows: list[dict], title: str = "% correct") -> Table:
+    table = Table(title=title)
     columns = list(rows[0]) if rows else ["method", "avg"]
-    for i, column in enumerate(columns):
-        table.add_column(column, justify="left" if i == 0 else "right")
+    for i, column in enumerate(columns):  # method names whole; the score headers wrap instead
+        table.add_column(column, justify="left" if i == 0 else "right", no_wrap=i == 0)
     for row in rows:
         table.add_row(
             *(str(row[c]) if c == "method" else "-" if row[c] is None else f"{row[c]:.2f}" for c in columns)
@@ -41,30 +49,53 @@ def eval_command(
     workers: int = typer.Option(2, "--workers", help="Parallel verifier runs (code sandboxes)."),
     device: str = typer.Option("auto", help="Device for every expert, or one per expert: cpu,cuda:0."),
     dtype: str = typer.Option("auto", help="auto (bf16 on GPU / native-bf16 CPUs, else fp32), bf16, fp32..."),
+    by_tags: list[str] = typer.Option(
+        None, "--by-tags", help="Also score this task's examples grouped by their tags (e.g. world-mixed)."
+    ),
 ) -> None:
     """Evaluate methods on tasks (greedy, resumable) and print the results table."""
     from dllg.decode import GenerationConfig
     from dllg.experts import ExpertPool
     from dllg.experts.loading import load_experts
-    from dllg.jsonl import read_records
-    from dllg.pipeline.evaluate import (
-        ablation_line,
-        ablations,
-        evaluate,
-        load_eval_tasks,
-        method_names,
-        results_table,
-        select_records,
-        write_tables,
-    )
+    from dllg.pipeline.evaluate import load_eval_tasks, method_names
 
     names = method_names(methods)  # a bad method name fails before any model loads
-    config = GenerationConfig(max_new_tokens=max_new_tokens)
     loaded_tasks = load_eval_tasks(tasks, limit)
     devices = device.split(",") if "," in device else device
     dtypes = dtype.split(",") if "," in dtype else dtype
     with console.status(f"loading {len(experts)} experts"):
         pool = ExpertPool(load_experts(experts, devices, dtypes))
+    config = GenerationConfig(max_new_tokens=max_new_tokens)
+    evaluate_and_report(pool, names, loaded_tasks, out, config, batch_size, workers, by_tags or ())
+
+
+def evaluate_and_report(
+    pool: "ExpertPool",
+    names: list[str],
+    loaded_tasks: "list[EvalTask]",
+    out: Path,
+    config: "GenerationConfig",
+    batch_size: int,
+    workers: int,
+    by_tags: Sequence[str] = (),
+) -> None:
+    """Run what is missing from `out`, then print and write (next to `out`) the table, the tables by tag
+    of the tasks in `by_tags`, and the ablation."""
+    from dllg.jsonl import read_records
+    from dllg.pipeline.evaluate import (
+        ablation_line,
+        ablations,
+        evaluate,
+        markdown_table,
+        results_table,
+        select_records,
+        tag_table,
+        write_tables,
+    )
+
+    unknown = set(by_tags) - {t.name for t in loaded_tasks}
+    if unknown:
+        raise DllgError(f"--by-tags {', '.join(sorted(unknown))}: not among the evaluated tasks")
     counts = evaluate(pool, names, loaded_tasks, out, config, batch_size, workers)
     console.print(
         f"records: {out}: {counts['generated']} new ({counts['correct']} correct), "
@@ -73,9 +104,14 @@ def eval_command(
     )
     records = select_records(list(read_records(out)), names, loaded_tasks)
     rows = results_table(records)
-    notes = [ablation_line(a) for a in ablations(records)]
     console.print(rich_table(rows))
-    for note in notes:
-        console.print(note, highlight=False)
+    notes = []
+    for task in (t for t in loaded_tasks if t.name in by_tags):
+        tagged = tag_table(records, task)
+        console.print(rich_table(tagged, f"{task.name}: % correct by example tags"))
+        notes.append(f"{task.name}, % correct by example tags:\n\n" + markdown_table(tagged).rstrip())
+    for ablation in ablations(records):
+        console.print(ablation_line(ablation), highlight=False)
+        notes.append(ablation_line(ablation))
     md_path, csv_path = write_tables(rows, out.parent, notes)
     console.print(f"tables: {md_path}, {csv_path}", highlight=False)

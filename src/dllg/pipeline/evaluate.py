@@ -253,6 +253,25 @@ def results_table(records: Sequence[dict]) -> list[dict]:
     return rows
 
 
+def tag_table(records: Sequence[dict], task: EvalTask) -> list[dict]:
+    """One row per method: % correct on each group of `task`'s examples that share the same metadata
+    `tags` (the world's mixed problems: what each needs), groups largest first, with their sizes."""
+    group_of = {e.id: "+".join(e.metadata.get("tags") or ()) or "untagged" for e in task.examples}
+    sizes: dict[str, int] = {}
+    for group in group_of.values():
+        sizes[group] = sizes.get(group, 0) + 1
+    columns = sorted(sizes, key=lambda g: (-sizes[g], g))
+    by_cell: dict[tuple[str, str], list[int]] = {}
+    for r in records:
+        if r["task"] == task.name and r["split"] == task.split and r["example_id"] in group_of:
+            by_cell.setdefault((r["method"], group_of[r["example_id"]]), []).append(int(r["correct"]))
+    rows = []
+    for method in dict.fromkeys(r["method"] for r in records):
+        cells = {f"{g} (n={sizes[g]})": by_cell.get((method, g)) for g in columns}
+        rows.append({"method": method} | {c: round(_percent(v), 2) if v else None for c, v in cells.items()})
+    return rows
+
+
 @dataclass(frozen=True)
 class Ablation:
     """dllg:X against dllg-static:X on the examples both have."""
