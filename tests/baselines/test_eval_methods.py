@@ -75,8 +75,25 @@ def test_merge_method_merges_the_pool_once_and_generates_with_the_merge(tmp_path
     assert (
         output.response == generate(merged, make_rule("single"), encode_items(merged, batch), CONFIG)[0].text
     )
-    with pytest.raises(DllgError, match="give a merged folder"):
+    with pytest.raises(DllgError, match=r"needs the experts' base, write merge:task_arithmetic@BASE"):
         make_method("merge:task_arithmetic").prepare(pool)
+    with pytest.raises(DllgError, match="linear takes no base"):
+        make_method("merge:linear@tiny:0").prepare(pool)
+    with pytest.raises(DllgError, match="give a merged folder"):
+        make_method("merge:ties").prepare(pool)
+
+
+def test_task_arithmetic_method_adds_the_task_vectors_to_the_base(tmp_path, monkeypatch):
+    """base + (e0 - base) + (e1 - base): with base = e0 that is e1 exactly, whatever the weights are."""
+    pytest.importorskip("mergekit")
+    monkeypatch.setenv("DLLG_CACHE", str(tmp_path))
+    pool = pool_of("tiny:0", "tiny:4")
+    make_method("merge:task_arithmetic@tiny:0").prepare(pool)
+    [folder] = list((tmp_path / "merges").iterdir())
+    assert folder.name.startswith("task_arithmetic-")
+    merged = pool_of(str(folder))[0].model.state_dict()
+    for name, tensor in pool[1].model.state_dict().items():
+        torch.testing.assert_close(merged[name], tensor, msg=name)
 
 
 def test_route_train_reads_experts_and_labels_from_a_run_config(tmp_path):

@@ -11,8 +11,9 @@ from dllg.fusion import make_rule
 from dllg.paths import cache_dir
 from dllg.pipeline.methods import EvalItem, Method, MethodOutput, RecordKey, encode_items, register_method
 
-# Merges whose defaults need nothing more than the pool; task arithmetic needs a base model.
-DEFAULT_MERGE_OPTIONS = {"linear": {}, "slerp": {"t": 0.5}}
+# Merges made from the pool on first use, with these options; task arithmetic also needs the base model
+# the experts were tuned from (merge:task_arithmetic@BASE), and adds their task vectors at lambda 1.
+DEFAULT_MERGE_OPTIONS: dict[str, dict] = {"linear": {}, "slerp": {"t": 0.5}, "task_arithmetic": {}}
 
 
 class RouterMethod(Method):
@@ -66,20 +67,27 @@ class MergeMethod(Method):
     def _folder(self, pool: ExpertPool) -> Path:
         if Path(self.argument).is_dir():
             return Path(self.argument)
-        if self.argument not in DEFAULT_MERGE_OPTIONS:
+        method, _, base = self.argument.partition("@")
+        if method not in DEFAULT_MERGE_OPTIONS:
             raise DllgError(
-                f"method {self.name!r}: give a merged folder (`dllg merge ... --out DIR`) or one of "
-                f"{', '.join(DEFAULT_MERGE_OPTIONS)} (task arithmetic needs a base: use `dllg merge --base`)"
+                f"method {self.name!r}: give a merged folder (`dllg merge ... --out DIR`), one of "
+                f"{', '.join(DEFAULT_MERGE_OPTIONS)}, or task_arithmetic@BASE"
             )
-        from dllg.baselines.merging import merge_experts
+        from dllg.baselines.merging import get_merge, merge_experts
         from dllg.baselines.merging.sources import source_fingerprint
 
+        if get_merge(method).needs_base != bool(base):
+            raise DllgError(
+                f"method {self.name!r}: {method} needs the experts' base, write merge:{method}@BASE"
+                if not base
+                else f"method {self.name!r}: {method} takes no base, write merge:{method}"
+            )
         sources = [e.source for e in pool.experts]
-        fingerprints = "\n".join(source_fingerprint(s) for s in sources)
+        fingerprints = "\n".join(source_fingerprint(s) for s in [*sources, *([base] if base else [])])
         digest = hashlib.sha256(fingerprints.encode()).hexdigest()[:12]  # stable across processes
-        out = cache_dir() / "merges" / f"{self.argument}-{digest}"
+        out = cache_dir() / "merges" / f"{method}-{digest}"
         if not (out / "config.json").is_file():
-            merge_experts(self.argument, sources, out, **DEFAULT_MERGE_OPTIONS[self.argument])
+            merge_experts(method, sources, out, base=base or None, **DEFAULT_MERGE_OPTIONS[method])
         return out
 
     def prepare(self, pool: ExpertPool) -> None:
@@ -108,6 +116,6 @@ def _router(name: str, argument: str) -> Method:
     return RouterMethod(name, argument)
 
 
-@register_method("merge", "merge:linear|slerp|FOLDER")
+@register_method("merge", "merge:linear|slerp|task_arithmetic@BASE|FOLDER")
 def _merge(name: str, argument: str) -> Method:
     return MergeMethod(name, argument)

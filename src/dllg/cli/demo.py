@@ -27,6 +27,7 @@ WORLD_METHODS = (
     "router:world:router-routerdc",
     "merge:linear",
     "merge:slerp",
+    "merge:task_arithmetic@world:base",
     f"dllg:{WORLD_GATE}",
     f"dllg-static:{WORLD_GATE}",
 )
@@ -67,9 +68,11 @@ def world_demo(limit: int | None, out: Path, batch_size: int, workers: int) -> N
     ensemble = Ensemble(list(WORLD_EXPERTS))
     tasks = load_eval_tasks(WORLD_TASK_NAMES, limit)
     console.print(
-        f"experts: {', '.join(WORLD_EXPERTS)} (tiny Qwen2 models shipped with dllg; `world:code` never "
-        "learned the arithmetic, `world:arith` never learned code)\n"
-        f"gate: {WORLD_GATE}, trained on single-skill prompts only\n",
+        f"experts: {', '.join(WORLD_EXPERTS)}: tiny Qwen2 models shipped with dllg. world:arith computes "
+        "step by step and writes only the simplest code (f(x) = x + k); world:code writes code and does "
+        "only one-operation arithmetic.\n"
+        f"gate: {WORLD_GATE}, trained on the experts' verified answers to training prompts (one 0/1 label "
+        "per answer, broadcast to every token).\n",
         highlight=False,
     )
     mixed = next(t for t in tasks if t.name == "world-mixed").examples
