@@ -22,6 +22,7 @@ from dllg.pipeline.evaluate import (
     EvalTask,
     ablations,
     evaluate,
+    generation_settings,
     load_eval_tasks,
     markdown_table,
     record_key,
@@ -141,6 +142,18 @@ def test_a_killed_run_resumes_without_losing_or_duplicating(pool, tasks, tmp_pat
     assert content(records) == content(read_records(reference))
 
 
+def test_resuming_with_other_generation_settings_is_refused(pool, tasks, tmp_path):
+    out = tmp_path / "records.jsonl"
+    evaluate(pool, ["expert:0"], tasks, out, CONFIG)
+    assert all(r["generation"] == generation_settings(CONFIG) for r in read_records(out))
+    before = out.read_text()
+    with pytest.raises(DllgError, match=r"generated with max_new_tokens=5: resume with the same"):
+        evaluate(pool, ["expert:0", "expert:1"], tasks, out, GenerationConfig(max_new_tokens=7))
+    assert out.read_text() == before  # nothing appended
+    counts = evaluate(pool, ["expert:0", "expert:1"], tasks, out, CONFIG)  # the same settings resume
+    assert counts["skipped"] == len(tasks[0].examples) and counts["generated"] == len(tasks[0].examples)
+
+
 def test_table_equals_a_hand_count(tmp_path):
     def record(method, task, i, correct):
         return {
@@ -251,7 +264,7 @@ def test_dllg_static_alone_also_keeps_the_gate_run(pool, tasks, tmp_path, gate_d
     ("name", "message"),
     [
         ("nope", "unknown method 'nope': use one of expert:NAME, uniform"),
-        ("routr:x", "dllg-static:PATH, router:FOLDER, merge:linear|slerp|FOLDER"),
+        ("routr:x", "dllg-static:PATH, router:FOLDER, merge:linear|slerp|task_arithmetic@BASE|FOLDER"),
         ("dllg", "needs an argument: write dllg:PATH"),
         ("expert:", "needs an argument: write expert:NAME"),
         ("uniform:probs", "takes no argument"),

@@ -3,12 +3,15 @@
 A record per (method, task, split, example_id), appended as each batch is verified:
 
   {"method", "task", "split", "example_id", "experts", "response", "verdict", "reason", "correct",
-   "tokens", "finish"}  + for fused methods  {"weights", "weight_mean", "weight_var", "weight_entropy"}
+   "tokens", "finish", "generation"}  + for fused methods  {"weights", "weight_mean", "weight_var",
+   "weight_entropy"}
 
 `weights` is the (tokens, K) per-token expert weights rounded to 4 decimals; `weight_var` is each expert's
 variance across tokens; `weight_entropy` the mean over tokens of the entropy (nats) of the normalised
-weights. A rerun skips every key already in the file, so a killed run loses at most the batch in flight
-and duplicates nothing. The table (rows: methods, columns: tasks + macro `avg`) is computed from records.
+weights; `generation` the settings it was generated with. A rerun skips every key already in the file, so
+a killed run loses at most the batch in flight and duplicates nothing; a rerun with other experts or other
+generation settings is refused. The table (rows: methods, columns: tasks + macro `avg`) is computed from
+the records.
 """
 
 from __future__ import annotations
@@ -103,12 +106,32 @@ def make_record(
     return {**record, **output.extra}
 
 
-def _check_same_experts(done: dict[RecordKey, dict], experts: list[str], out_path: Path) -> None:
+def generation_settings(config: GenerationConfig) -> dict:
+    """What a record's answer depends on besides the method and the prompt; kept in every record."""
+    return {
+        "max_new_tokens": config.max_new_tokens,
+        "min_new_tokens": config.min_new_tokens,
+        "temperature": config.temperature,
+        "top_p": config.top_p,
+        "seed": config.seed,
+        "stop": list(config.stop),
+    }
+
+
+def _check_resumable(done: dict[RecordKey, dict], experts: list[str], settings: dict, out_path: Path) -> None:
+    """Records made with other experts or other generation settings would mix into one table unnoticed."""
     for record in done.values():
         if record.get("experts", experts) != experts:
             raise DllgError(
                 f"{out_path} holds records made with experts {record['experts']}, not {experts}: "
                 "resume with the same experts in the same order, or write to another --out"
+            )
+        earlier = record.get("generation", settings)  # files from before settings were recorded pass
+        if earlier != settings:
+            changed = ", ".join(f"{k}={earlier.get(k)!r}" for k in settings if earlier.get(k) != settings[k])
+            raise DllgError(
+                f"{out_path} holds records generated with {changed}: resume with the same generation "
+                "settings, or write to another --out"
             )
 
 
@@ -134,7 +157,8 @@ def evaluate(
     for method in chosen:
         method.prepare(pool)
     done = {record_key(r): r for r in read_records(out_path)}
-    _check_same_experts(done, pool.names, out_path)
+    settings = generation_settings(config)
+    _check_resumable(done, pool.names, settings, out_path)
 
     todo = _pending(chosen, loaded, done)
     total = sum(len(items) for _, items in todo)
@@ -146,7 +170,10 @@ def evaluate(
         for method, items in todo:
             for batch in batches(items, batch_size):
                 progress.update(bar, description=f"{method.name} on {batch[0].task}")
-                records = _run_batch(pool, method, batch, config, done, workers)
+                records = [
+                    r | {"generation": settings}
+                    for r in _run_batch(pool, method, batch, config, done, workers)
+                ]
                 append_records(out_path, records)
                 done.update((record_key(r), r) for r in records)
                 counts["generated"] += len(records)
