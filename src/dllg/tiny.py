@@ -70,8 +70,9 @@ def tiny_model(
         eos_token_id=2,
         pad_token_id=0,
     )
-    torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config).to(dtype).eval()
+    with torch.random.fork_rng(devices=[]):  # the caller's random stream goes on as if nothing happened
+        torch.manual_seed(seed)
+        model = Qwen2ForCausalLM(config).to(dtype).eval()
     return model
 
 

@@ -119,3 +119,26 @@ def test_missing_and_malformed_config_files(tmp_path):
 def test_committed_configs_are_valid():
     for path in sorted((Path(__file__).parents[2] / "configs").glob("*.yaml")):
         assert load_config(path).experts
+
+
+@pytest.mark.parametrize("variant", ["mlp", "lowrank_aux_lm"])
+def test_the_gate_starts_from_the_training_seed(variant):
+    """Same seed, same initial gate (head, projection and LoRA): `dllg train` twice gives one gate."""
+    import torch
+
+    from dllg.gate import GateConfig
+    from dllg.pipeline.run import build_seeded_gate
+    from dllg.tiny import named_tiny_expert
+
+    hidden = named_tiny_expert(0, "cpu", torch.float32).hidden_size
+    config = GateConfig(
+        variant=variant, expert_names=["tiny:0", "tiny:1"], hidden_sizes=[hidden, hidden],
+        aux_model="tiny:0", proj_rank=4, lora_rank=2, head_hidden=8,
+    )  # fmt: skip
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    first, again, other = (build_seeded_gate(config, seed).state_dict() for seed in (3, 3, 4))
+    assert torch.equal(torch.random.get_rng_state(), before)  # the caller's generator is untouched
+    assert first.keys() == again.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert any(not torch.equal(first[k], other[k]) for k in first if "lora" in k or "head" in k)

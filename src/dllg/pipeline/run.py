@@ -11,7 +11,7 @@ from dllg.decode.prompts import encode_prompt
 from dllg.errors import DllgError
 from dllg.experts import ExpertPool
 from dllg.experts.loading import load_expert
-from dllg.gate import build_gate
+from dllg.gate import Gate, GateConfig, build_gate
 from dllg.pipeline.collect import TaskExample, collect_labels, read_labels
 from dllg.pipeline.features import FeatureExample, extract_features
 from dllg.pipeline.train import GateExample, TrainConfig, train_gate
@@ -107,7 +107,16 @@ def run_train(config: RunConfig, pool: ExpertPool | None = None) -> dict[str, fl
         }
     )
     train_config = TrainConfig(**config.train.model_dump(exclude={"out_dir", "val_fraction"}))
-    return train_gate(build_gate(gate_config), train, val, train_config, config.train.out_dir)
+    gate = build_seeded_gate(gate_config, train_config.seed)
+    return train_gate(gate, train, val, train_config, config.train.out_dir)
+
+
+def build_seeded_gate(config: GateConfig, seed: int) -> Gate:
+    """The gate's initial weights (head, projection, LoRA) drawn from the training seed: one config, one
+    gate. The global generator is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_gate(config)
 
 
 def smallest_expert_source(pool: ExpertPool) -> str:
