@@ -15,7 +15,7 @@ At the end each expert answers every family's test split greedily through the pr
     nice -n 10 .venv/bin/python scripts/train_world_experts.py --out runs/world
 
 Writes OUT/tokenizer, OUT/base, OUT/arith and OUT/code (HF folders: weights, config, tokenizer) and
-OUT/accuracy.json. Seeded: the same arguments on the same machine give the same models.
+OUT/accuracy.json. Seeded (initial weights and batch order); bit-for-bit equality across runs is not checked.
 """
 
 from __future__ import annotations
