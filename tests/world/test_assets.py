@@ -13,6 +13,8 @@ from dllg.errors import DllgError
 from dllg.experts import ExpertPool
 from dllg.experts.loading import load_expert
 from dllg.fusion import make_rule
+from dllg.jsonl import read_records
+from dllg.pipeline.evaluate import EvalTask, evaluate
 from dllg.sources import resolve_source
 from dllg.tasks.scoring import verify_responses
 from dllg.world.tasks import WORLD_TASKS
@@ -82,3 +84,19 @@ def test_the_fingerprint_follows_the_weight_files(tmp_path, monkeypatch):
     weights = tmp_path / "gate" / "gate.safetensors"
     weights.write_bytes(weights.read_bytes() + b" ")
     assert assets.assets_fingerprint() != before
+
+
+def test_the_shipped_gate_hands_over_inside_answers(pool, tmp_path):
+    """End to end through the decode loop: on needs-both problems the dynamic gate solves several, its
+    static average (each response's mean weights) almost none. A gate that saw the wrong positions, or a
+    cache that lost its place, would fall to the static score."""
+    mixed = WORLD_TASKS["mixed"].load("test")
+    hard = [e for e in mixed if "needs-both" in e.metadata["tags"]][:SAMPLE]
+    out = tmp_path / "records.jsonl"
+    config = GenerationConfig(max_new_tokens=96)
+    evaluate(pool, ["dllg-static:world:gate"], [EvalTask("world-mixed", "test", hard)], out, config, 32, 1)
+
+    solved = {m: 0 for m in ("dllg:world:gate", "dllg-static:world:gate")}
+    for record in read_records(out):
+        solved[record["method"]] += record["correct"]
+    assert solved["dllg:world:gate"] >= 4 and solved["dllg-static:world:gate"] <= 1, solved
