@@ -12,7 +12,7 @@ arithmetic expert for the steps and the code expert from the hand-over on; easie
 At the end each expert answers every family's test split greedily through the project's decode loop
 (rule `single`), scored by the real verifiers; `mixed-hard` is the mixed problems tagged needs-both.
 
-    nice -n 10 .venv/bin/python scripts/train_world_experts.py --out runs/world
+    nice -n 10 .venv/bin/python scripts/train_world_experts.py --out runs/world/models
 
 Writes OUT/tokenizer, OUT/base, OUT/arith and OUT/code (HF folders: weights, config, tokenizer) and
 OUT/accuracy.json. Seeded (initial weights and batch order); bit-for-bit equality across runs is not checked.
@@ -47,7 +47,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", type=Path, default=Path("runs/world"))
+    parser.add_argument("--out", type=Path, default=Path("runs/world/models"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--base-steps", type=int, default=300, help="optimizer steps of the base")
     parser.add_argument("--steps", type=int, default=1500, help="optimizer steps per expert")
