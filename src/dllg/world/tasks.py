@@ -13,7 +13,7 @@ from dllg.world.families import FAMILIES, Problem, split_problems
 TRAIN_SIZE = 2000
 TEST_SIZE = 100
 _DESCRIPTIONS = {
-    "arith": "synthetic world: three-operand arithmetic, step by step, boxed answer",
+    "arith": "synthetic world: one or two operations on one-digit numbers, step by step, boxed answer",
     "code": "synthetic world: a one-line Python function f(x) from its formula",
     "mixed": "synthetic world: compute k step by step, then a Python function f(x) that uses k",
 }
