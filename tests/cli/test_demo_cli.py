@@ -4,7 +4,7 @@ import json
 
 from typer.testing import CliRunner
 
-from dllg.cli.demo import WORLD_METHODS, WORLD_TASK_NAMES
+from dllg.cli.demo import WORLD_METHODS, WORLD_TASK_NAMES, headline
 from dllg.cli.main import app
 from dllg.world.assets import assets_fingerprint
 
@@ -20,6 +20,7 @@ def test_demo_prints_the_weights_and_the_table_and_resumes(tmp_path):
     for method in WORLD_METHODS:
         assert method in first.output
     assert "Dynamic vs static weights" in first.output
+    assert "world-mixed: dllg:world:gate" in first.output and "vs the best other method" in first.output
 
     records_file = tmp_path / "demo" / assets_fingerprint() / "records.jsonl"
     records = [json.loads(line) for line in records_file.read_text().splitlines()]
@@ -35,3 +36,15 @@ def test_demo_prints_the_weights_and_the_table_and_resumes(tmp_path):
     assert again.exit_code == 0, again.output
     assert "0 new" in again.output
     assert len(records_file.read_text().splitlines()) == len(records)
+
+
+def test_headline_names_the_best_other_row_and_the_margin():
+    rows = [
+        {"method": "a", "t": 30.0},
+        {"method": "dllg:g", "t": 52.0},
+        {"method": "dllg-static:g", "t": 34.0},
+        {"method": "b", "t": None},
+    ]
+    line = headline(rows, "t", "dllg:g")
+    assert line == "t: dllg:g 52.00 vs the best other method, dllg-static:g, 34.00: +18.00 points"
+    assert "no comparison" in headline([{"method": "a", "t": 1.0}], "t", "dllg:g")

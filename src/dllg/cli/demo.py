@@ -91,9 +91,25 @@ def world_demo(limit: int | None, out: Path, batch_size: int, workers: int) -> N
     records = out.parent / assets_fingerprint() / out.name
     config = GenerationConfig(max_new_tokens=96)
     names = method_names(list(WORLD_METHODS))
-    evaluate_and_report(ensemble.pool, names, tasks, records, config, batch_size, workers, ["world-mixed"])
+    rows = evaluate_and_report(
+        ensemble.pool, names, tasks, records, config, batch_size, workers, by_tags=["world-mixed"]
+    )
+    console.print(headline(rows, "world-mixed", f"dllg:{WORLD_GATE}"), highlight=False)
     console.print(f"[dim]demo finished in {time.perf_counter() - started:.0f} s[/]")
 
+
+def headline(rows: list[dict], task: str, method: str) -> str:
+    """The issue's question in one line: how far is `method` above every other row on `task`?"""
+    scores = {row["method"]: row.get(task) for row in rows}
+    others = {m: v for m, v in scores.items() if m != method and v is not None}
+    if scores.get(method) is None or not others:
+        return f"{task}: no comparison (missing records)"
+    best = max(others, key=others.__getitem__)
+    margin = scores[method] - others[best]
+    return (
+        f"{task}: {method} {scores[method]:.2f} vs the best other method, {best}, {others[best]:.2f}: "
+        f"{margin:+.2f} points"
+    )
 
 def coloured_answer(result, tokenizer) -> Text:
     """The answer with each token in the colour of the expert with the larger weight."""

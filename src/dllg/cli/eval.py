@@ -78,9 +78,9 @@ def evaluate_and_report(
     batch_size: int,
     workers: int,
     by_tags: Sequence[str] = (),
-) -> None:
+) -> list[dict]:
     """Run what is missing from `out`, then print and write (next to `out`) the table, the tables by tag
-    of the tasks in `by_tags`, and the ablation."""
+    of the tasks in `by_tags`, and the ablation; returns the table's rows."""
     from dllg.jsonl import read_records
     from dllg.pipeline.evaluate import (
         ablation_line,
@@ -115,3 +115,4 @@ def evaluate_and_report(
         notes.append(ablation_line(ablation))
     md_path, csv_path = write_tables(rows, out.parent, notes)
     console.print(f"tables: {md_path}, {csv_path}", highlight=False)
+    return rows
