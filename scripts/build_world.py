@@ -1,6 +1,6 @@
 """Regenerate the synthetic world's shipped models: experts, gate and routers (`world:NAME` assets).
 
-    nice -n 10 .venv/bin/python scripts/build_world.py            # everything, ~15 min on 2 cores
+    nice -n 10 .venv/bin/python scripts/build_world.py            # everything, ~10 min on 2 cores
     nice -n 10 .venv/bin/python scripts/build_world.py --from gate
 
 Stages, each through the same commands a user runs, each resumable where the command is:
@@ -8,9 +8,11 @@ Stages, each through the same commands a user runs, each resumable where the com
   collect  dllg collect --config configs/world.yaml   (each expert answers arithmetic, code, mixed prompts)
   gate     dllg train --config configs/world.yaml     (features + the gate), copied to the assets
   routers  dllg route train --config configs/world.yaml --kind embedllm|routerdc, into the assets
-A stage's earlier outputs under runs/world are removed when it is rerun from the start, so the shipped
-files always come from one build. What each stage measured is kept in results/world/training/: the experts'
-accuracy table, the label table (every expert answer, verdict and label) and the gate's training log.
+New experts invalidate everything after them: the experts stage removes the label table, the feature
+cache and the gate's run, so the shipped files always come from one build. The later stages resume: a
+killed collection or feature extraction goes on where it stopped (the gate itself retrains: seconds).
+What each stage measured is kept in results/world/training/: the experts' accuracy table, the label table
+(every expert answer, verdict and label) and the gate's training log.
 """
 
 from __future__ import annotations
@@ -63,17 +65,18 @@ def build_experts(args: argparse.Namespace) -> None:
     for name in MODELS:
         ship(models / name, name)
     keep(models / "accuracy.json", "experts-accuracy.json")
+    (RUNS / "labels.jsonl").unlink(missing_ok=True)  # answers and states of the old experts
+    shutil.rmtree(RUNS / "features", ignore_errors=True)
+    shutil.rmtree(RUNS / "gate", ignore_errors=True)
 
 
 def collect() -> None:
-    (RUNS / "labels.jsonl").unlink(missing_ok=True)  # new experts: old labels describe other models
-    dllg("collect", "--config", str(CONFIG))
+    dllg("collect", "--config", str(CONFIG))  # resumes: answers already labelled are skipped
     keep(RUNS / "labels.jsonl", "labels.jsonl")
 
 
 def gate() -> None:
-    shutil.rmtree(RUNS / "features", ignore_errors=True)
-    shutil.rmtree(RUNS / "gate", ignore_errors=True)
+    shutil.rmtree(RUNS / "gate", ignore_errors=True)  # the labels may have grown since: train afresh
     dllg("train", "--config", str(CONFIG))
     ship(RUNS / "gate" / "gate", "gate")
     keep(RUNS / "gate" / "log.jsonl", "gate-log.jsonl")
