@@ -126,6 +126,32 @@ def test_feature_cache_resumes_and_refuses_other_experts(pool, tmp_path):
         extract_features(other, examples, folder)
 
 
+def test_feature_cache_refuses_an_expert_retrained_under_the_same_name(tmp_path):
+    """Same names, sizes and vocabulary, other weights: reusing the states would train on stale features."""
+    from dllg.experts import ExpertPool
+    from dllg.experts.loading import load_expert
+    from dllg.tiny import tiny_expert, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    folders = []
+    for seed in (0, 1):
+        folder = tmp_path / f"expert-{seed}"
+        tiny_expert(seed, tokenizer=tokenizer).model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        folders.append(str(folder))
+
+    def local_pool() -> ExpertPool:
+        return ExpertPool([load_expert(f, device="cpu", dtype="float32") for f in folders])
+
+    examples, _ = synthetic(local_pool(), repeat=1)
+    cache_dir = tmp_path / "features"
+    extract_features(local_pool(), examples[:3], cache_dir)
+    assert len(extract_features(local_pool(), examples[:3], cache_dir)) == 3  # unchanged files: reused
+    tiny_expert(2, tokenizer=tokenizer).model.save_pretrained(folders[1])  # "retrained" in place
+    with pytest.raises(DllgError, match="an expert's files changed since"):
+        extract_features(local_pool(), examples, cache_dir)
+
+
 def test_nan_features_stop_training_with_a_clear_error(pool, tmp_path):
     meta = pool_meta(pool)
     gate = build_gate(

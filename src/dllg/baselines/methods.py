@@ -74,7 +74,7 @@ class MergeMethod(Method):
                 f"{', '.join(DEFAULT_MERGE_OPTIONS)}, or task_arithmetic@BASE"
             )
         from dllg.baselines.merging import get_merge, merge_experts
-        from dllg.baselines.merging.sources import source_fingerprint
+        from dllg.sources.fingerprint import weights_fingerprint
 
         if get_merge(method).needs_base != bool(base):
             raise DllgError(
@@ -83,7 +83,7 @@ class MergeMethod(Method):
                 else f"method {self.name!r}: {method} takes no base, write merge:{method}"
             )
         sources = [e.source for e in pool.experts]
-        fingerprints = "\n".join(source_fingerprint(s) for s in [*sources, *([base] if base else [])])
+        fingerprints = "\n".join(weights_fingerprint(s) for s in [*sources, *([base] if base else [])])
         digest = hashlib.sha256(fingerprints.encode()).hexdigest()[:12]  # stable across processes
         out = cache_dir() / "merges" / f"{method}-{digest}"
         if not (out / "config.json").is_file():

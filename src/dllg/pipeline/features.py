@@ -1,12 +1,14 @@
 """The teacher-forced feature cache: per example, each expert's hidden states at the response positions.
 
 Layout of a cache folder:
-  meta.json                 the experts (names, sources, hidden sizes) and a fingerprint of their vocabulary
+  meta.json                 the experts (names, sources, hidden sizes), a fingerprint of their vocabulary
+                            and of each expert's weight files (sizes and times)
   shard-NNNNN.safetensors   tensors "<example id>/<k>" of shape (T, d_k), stored bf16
   index.jsonl               a line per example {"id", "shard", "length"}, appended after its shard is written
 
 The index is the truth: a kill between a shard and its index lines loses only those examples, which the next
-run recomputes. A cache made from other experts or another tokenizer is refused.
+run recomputes. A cache made from other experts, another tokenizer, or an expert whose files changed since
+(retrained under the same name) is refused.
 """
 
 import hashlib
@@ -26,6 +28,7 @@ from dllg.experts import ExpertPool
 from dllg.jsonl import append_records, read_records
 from dllg.pipeline.batching import batches
 from dllg.pipeline.teacher_forcing import teacher_forced_states
+from dllg.sources.fingerprint import weights_fingerprint
 
 META = "meta.json"
 INDEX = "index.jsonl"
@@ -42,6 +45,7 @@ def pool_meta(pool: ExpertPool) -> dict:
         "sources": [e.source for e in pool.experts],
         "hidden_sizes": [e.hidden_size for e in pool.experts],
         "vocab": vocab_fingerprint(pool.tokenizer),
+        "weights": [weights_fingerprint(e.source) for e in pool.experts],
     }
 
 
@@ -59,11 +63,15 @@ class FeatureCache:
         path = self.folder / META
         if path.is_file():
             stored = json.loads(path.read_text())
-            for key in ("experts", "hidden_sizes", "vocab"):
+            for key in ("experts", "hidden_sizes", "vocab", "weights"):
+                if key == "weights" and key not in stored:
+                    continue  # a cache from before weights were fingerprinted
                 if stored.get(key) != meta.get(key):
                     raise DllgError(
                         f"feature cache {self.folder} was made with other {key} ({stored.get(key)} vs "
-                        f"{meta.get(key)}): use another features folder, or delete this one"
+                        f"{meta.get(key)}"
+                        + (": an expert's files changed since" if key == "weights" else "")
+                        + "): use another features folder, or delete this one"
                     )
         else:
             path.write_text(json.dumps(meta, indent=2))

@@ -30,20 +30,6 @@ def materialise(source: str, scratch: Path) -> Path:
     return scratch
 
 
-def source_fingerprint(source: str) -> str:
-    """What identifies a source's weights: its name, plus the size and time of each file in its folder,
-    so that a merge cached for one build of a folder is not reused for the next."""
-    if source.startswith(TINY_PREFIX):
-        return source
-    resolved = resolve_source(source)
-    folder = Path(resolved.path)
-    if not folder.is_dir():
-        return source
-    files = [f for f in sorted(folder.iterdir()) if f.is_file()]
-    stats = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    return f"{source} {stats}"
-
-
 def tensor_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {}
     for file in safetensors_files(folder):
