@@ -3,6 +3,7 @@ expert weights, then every method's score on held-out tasks. `--real` fuses the 
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.text import Text
@@ -10,6 +11,11 @@ from rich.text import Text
 from dllg.cli.bench import REAL_PAIR
 from dllg.cli.common import console, user_errors
 from dllg.cli.generate import weights_table
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from dllg.decode.loop import Generation
 
 REAL_PROMPT = "Write a Python function that reverses a string."
 WORLD_EXPERTS = ("world:arith", "world:code")
@@ -111,7 +117,7 @@ def headline(rows: list[dict], task: str, method: str) -> str:
         f"{margin:+.2f} points"
     )
 
-def coloured_answer(result, tokenizer) -> Text:
+def coloured_answer(result: "Generation", tokenizer: "PreTrainedTokenizerBase") -> Text:
     """The answer with each token in the colour of the expert with the larger weight."""
     text = Text()
     for token, weights in zip(result.token_ids, result.weights, strict=True):

@@ -53,8 +53,8 @@ def read_gate_config(folder: str | Path) -> tuple[GateConfig, dict]:
 
 
 def load_gate(folder: str | Path, aux_model: PreTrainedModel | None = None) -> Gate:
-    config, _ = read_gate_config(folder)
     folder = local_path(folder)
+    config, _ = read_gate_config(folder)
     gate = build_gate(config, aux_model)
     try:
         tensors = load_file(str(Path(folder) / WEIGHTS))

@@ -17,6 +17,7 @@ the records.
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,9 +285,7 @@ def tag_table(records: Sequence[dict], task: EvalTask) -> list[dict]:
     """One row per method: % correct on each group of `task`'s examples that share the same metadata
     `tags` (the world's mixed problems: what each needs), groups largest first, with their sizes."""
     group_of = {e.id: "+".join(e.metadata.get("tags") or ()) or "untagged" for e in task.examples}
-    sizes: dict[str, int] = {}
-    for group in group_of.values():
-        sizes[group] = sizes.get(group, 0) + 1
+    sizes = Counter(group_of.values())
     columns = sorted(sizes, key=lambda g: (-sizes[g], g))
     by_cell: dict[tuple[str, str], list[int]] = {}
     for r in records:

@@ -4,6 +4,7 @@ import hashlib
 from pathlib import Path
 
 from dllg.errors import DllgError
+from dllg.sources.resolve import resolve_source
 from dllg.tiny import TINY_PREFIX
 
 
@@ -12,8 +13,6 @@ def weights_fingerprint(source: str) -> str:
     re-merged). `tiny:SEED` is its own fingerprint; a hub id, whose files are not here, its name."""
     if source.startswith(TINY_PREFIX):
         return source
-    from dllg.sources.resolve import resolve_source  # resolve imports the catalog; keep this module light
-
     try:
         resolved = resolve_source(source)
     except DllgError:
