@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 
 from dllg.decode import Generation, GenerationConfig, generate
-from dllg.decode.prompts import Prompt, encode_prompt
+from dllg.decode.prompts import Prompt, encode_prompt, encode_user_text
 from dllg.errors import DllgError
 from dllg.experts import Expert, ExpertPool
 from dllg.experts.loading import load_expert, per_expert
@@ -76,9 +76,17 @@ class Ensemble:
             stop=tuple(stop),
         )
         encoded = [self.encode(p, chat=chat) for p in prompts]  # type: ignore[arg-type]
+        scored = (
+            [encode_user_text(self.pool.tokenizer, p) for p in prompts]  # type: ignore[arg-type]
+            if rule.needs_prompt_nll
+            else None
+        )
         results: list[Generation] = []
         for start in range(0, len(encoded), batch_size):
-            results.extend(generate(self.pool, rule, encoded[start : start + batch_size], config))
+            window = slice(start, start + batch_size)
+            results.extend(
+                generate(self.pool, rule, encoded[window], config, scored[window] if scored else None)
+            )
         return results
 
     def __repr__(self) -> str:

@@ -74,19 +74,14 @@ def recompute_greedy(pool: ExpertPool, rule_name: str, prompt: list[int], steps:
     for _ in range(steps):
         ids, mask = left_pad([tokens], 0)
         outs = [
-            pool[i].forward(
-                ids,
-                mask,
-                torch.arange(len(tokens))[None],
-                pool[i].new_cache(),
-                prompt_nll=rule.needs_prompt_nll,
-            )
-            for i in running
+            pool[i].forward(ids, mask, torch.arange(len(tokens))[None], pool[i].new_cache()) for i in running
         ]
         if len(tokens) == len(prompt) and rule.needs_prompt_nll:
             from dllg.fusion import PromptContext
 
-            rule.start(PromptContext(ids, mask, torch.stack([o.prompt_nll for o in outs], -1)))
+            rule.start(
+                PromptContext(ids, mask, torch.stack([pool[i].mean_nll(ids, mask) for i in running], -1))
+            )
         from dllg.fusion import FusionInput
 
         fused = rule.fuse(

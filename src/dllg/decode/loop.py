@@ -9,12 +9,13 @@ from dataclasses import dataclass
 import torch
 
 from dllg.decode.config import GenerationConfig
+from dllg.decode.padding import left_pad, right_pad
 from dllg.decode.sampling import choose_tokens, make_generator
 from dllg.decode.stopping import StopChecker
 from dllg.errors import DllgError
 from dllg.experts.expert import Expert, ExpertOutput
 from dllg.experts.pool import ExpertPool
-from dllg.fusion.base import FusionInput, FusionRule, PromptContext
+from dllg.fusion.base import FusionInput, FusionOutput, FusionRule, PromptContext
 
 
 @dataclass
@@ -24,19 +25,6 @@ class Generation:
     weights: torch.Tensor  # (num_tokens, K): each expert's weight at each generated token (0: not run)
     finish_reason: str  # "eos", "stop" or "length"
     expert_names: list[str]
-
-
-def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-align prompts so that every sequence's next token lands in the same column."""
-    if not prompts or any(len(p) == 0 for p in prompts):
-        raise DllgError("every prompt needs at least one token: an empty prompt cannot be continued")
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-        mask[row, width - len(prompt) :] = 1
-    return ids, mask
 
 
 class _Batch:
@@ -49,11 +37,10 @@ class _Batch:
         self.mask = mask
         self.next_position = mask.sum(-1)  # positions count only real tokens: left padding is invisible
 
-    def prefill(self, ids: torch.Tensor, prompt_nll: bool) -> list[ExpertOutput]:
+    def prefill(self, ids: torch.Tensor) -> list[ExpertOutput]:
         positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
         return [
-            e.forward(ids, self.mask, positions, c, prompt_nll=prompt_nll)
-            for e, c in zip(self.experts, self.caches, strict=True)
+            e.forward(ids, self.mask, positions, c) for e, c in zip(self.experts, self.caches, strict=True)
         ]
 
     def step(self, tokens: torch.Tensor) -> list[ExpertOutput]:
@@ -74,6 +61,37 @@ class _Batch:
             expert.select_rows(cache, keep.to(expert.device))
 
 
+def prompt_nll(
+    experts: list[Expert], sequences: list[list[int]], pad_id: int, device: torch.device
+) -> torch.Tensor:
+    """(B, K): the mean next-token NLL of each sequence under each expert (Pack of LLMs' perplexity)."""
+    ids, mask = right_pad(sequences, pad_id)
+    return torch.stack([e.mean_nll(ids, mask).to(device) for e in experts], -1)
+
+
+def check_finite(fused: FusionOutput, inputs: FusionInput, names: list[str], rule: str, step: int) -> None:
+    """A NaN or +inf anywhere would be chosen silently by argmax: say whose it was, and when."""
+    scores, weights = fused.scores, fused.weights
+    weights_ok = bool(torch.isfinite(weights).all())
+    no_choice = torch.isneginf(scores).all(-1).any()
+    if weights_ok and not (torch.isnan(scores).any() or torch.isposinf(scores).any() or no_choice):
+        return
+    for k, name in enumerate(names):
+        logits = inputs.logits[..., k, :]
+        if torch.isnan(logits).any() or torch.isposinf(logits).any():
+            raise DllgError(
+                f"expert {name!r} gave NaN/inf logits at step {step}: its weights or dtype are broken "
+                "(try --dtype fp32, or check the model files)"
+            )
+    what = (
+        "non-finite weights (NaN/inf)" if not weights_ok else "non-finite scores (NaN/+inf, or none finite)"
+    )
+    raise DllgError(
+        f"fusion rule {rule!r} produced {what} at step {step} from finite expert logits: "
+        "the rule, its options or its gate are broken"
+    )
+
+
 def _fusion_input(outputs: list[ExpertOutput], device: torch.device) -> FusionInput:
     logits = torch.stack([o.logits[:, -1].to(device, torch.float32) for o in outputs], dim=1)
     hidden = [o.hidden[:, -1].to(device) for o in outputs]
@@ -85,8 +103,12 @@ def generate(
     rule: FusionRule,
     prompts: list[list[int]],
     config: GenerationConfig | None = None,
+    scored_prompts: list[list[int]] | None = None,
 ) -> list[Generation]:
-    """Generate one continuation per prompt (token ids) with the experts fused by `rule`."""
+    """Generate one continuation per prompt (token ids) with the experts fused by `rule`.
+
+    `scored_prompts`: what a rule that weighs experts by perplexity scores, one per prompt (Pack of LLMs
+    scores the user's input alone, without the chat template's system prompt); default: the prompts."""
     config = config or GenerationConfig()
     running = rule.bind(pool.names)
     experts = [pool[i] for i in running]
@@ -97,21 +119,24 @@ def generate(
     eos_index = torch.tensor(sorted(eos_ids), dtype=torch.long, device=fusion_device)
     running_index = torch.tensor(running, dtype=torch.long)
 
+    if scored_prompts is not None and len(scored_prompts) != len(prompts):
+        raise DllgError(f"{len(scored_prompts)} scored prompts for {len(prompts)} prompts: give one each")
     ids, mask = left_pad(prompts, pool.pad_token_id())
+    nll = None
+    if rule.needs_prompt_nll:
+        nll = prompt_nll(experts, scored_prompts or prompts, pool.pad_token_id(), fusion_device)
     batch = _Batch(experts, ids, mask)
-    outputs = batch.prefill(ids, prompt_nll=rule.needs_prompt_nll)
-    nll = (
-        torch.stack([o.prompt_nll.to(fusion_device) for o in outputs], -1) if rule.needs_prompt_nll else None
-    )
+    outputs = batch.prefill(ids)
     rule.start(PromptContext(input_ids=ids, attention_mask=mask, prompt_nll=nll))
+    names = [pool.names[i] for i in running]
 
     tokens_out: list[list[int]] = [[] for _ in prompts]
     weights_out: list[list[torch.Tensor]] = [[] for _ in prompts]
     reasons: list[str] = [""] * len(prompts)
     for step in range(config.max_new_tokens):
-        fused = rule.fuse(_fusion_input(outputs, fusion_device))
-        if not torch.isfinite(fused.weights).all():
-            raise DllgError(f"fusion rule {rule.name!r} produced non-finite weights (NaN/inf) at step {step}")
+        inputs = _fusion_input(outputs, fusion_device)
+        fused = rule.fuse(inputs)
+        check_finite(fused, inputs, names, rule.name, step)
         scores = fused.scores
         if step < config.min_new_tokens and len(eos_index):
             scores = scores.index_fill(-1, eos_index, float("-inf"))

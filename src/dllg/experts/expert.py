@@ -1,7 +1,8 @@
 """One expert: a frozen causal LM behind a small backend-neutral interface.
 
 The decode loop only ever calls `forward` (a prefill, or a step of one or several new tokens per sequence),
-`select_rows` (drop finished sequences from the cache) and `rollback` (forget the last n cached tokens).
+`select_rows` (drop finished sequences from the cache), `rollback` (forget the last n cached tokens) and,
+for rules that weigh experts by perplexity, `mean_nll` (score whole sequences, no cache).
 """
 
 from dataclasses import dataclass
@@ -14,7 +15,6 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 class ExpertOutput:
     logits: torch.Tensor  # (B, T, V): next-token logits at the last T positions, trimmed to the shared vocab
     hidden: torch.Tensor  # (B, T, d): last-layer (final-norm) hidden states at those positions
-    prompt_nll: torch.Tensor | None = None  # (B,): mean next-token NLL over each row's real tokens
 
 
 class Expert:
@@ -75,7 +75,6 @@ class Expert:
         position_ids: torch.Tensor,
         cache: DynamicCache,
         num_logits: int = 1,
-        prompt_nll: bool = False,
     ) -> ExpertOutput:
         """Feed new tokens (B, T) given the mask over cached + new positions; return the last positions."""
         device = self.device
@@ -88,14 +87,8 @@ class Expert:
             past_key_values=cache,
             use_cache=True,
         )
-        hidden_all = out.last_hidden_state
-        hidden = hidden_all[:, -num_logits:]
-        nll = (
-            self._prompt_nll(hidden_all, input_ids, attention_mask[:, -input_ids.shape[1] :])
-            if prompt_nll
-            else None
-        )
-        return ExpertOutput(logits=self._logits(hidden), hidden=hidden, prompt_nll=nll)
+        hidden = out.last_hidden_state[:, -num_logits:]
+        return ExpertOutput(logits=self._logits(hidden), hidden=hidden)
 
     @torch.inference_mode()
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -107,7 +100,13 @@ class Expert:
         )
         return out.last_hidden_state
 
-    def _prompt_nll(self, hidden: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    @torch.inference_mode()
+    def mean_nll(self, ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B,) mean next-token NLL of each right-padded row's real tokens (0 for a one-token row)."""
+        hidden = self.hidden_states(ids, attention_mask)
+        return self._mean_nll(hidden, ids.to(hidden.device), attention_mask.to(hidden.device))
+
+    def _mean_nll(self, hidden: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean NLL of each row's real tokens, one row at a time to bound the (L, V) logits in memory."""
         losses = []
         for row in range(ids.shape[0]):

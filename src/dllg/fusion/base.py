@@ -89,7 +89,7 @@ COMBINE_SPACES = ("logits", "probs")
 class WeightedRule(FusionRule):
     """Rules that give each expert a weight and fuse sum_k w_k * z_k (the paper's eq. 1).
 
-    `space="logits"` sums raw logits; `space="probs"` sums probability vectors (as GaC and Pack of LLMs do)
+    `space="logits"` sums raw logits; `space="probs"` sums probability vectors (as GaC does)
     and returns their log as scores.
     """
 

@@ -1,6 +1,9 @@
-"""`packllm` (Pack of LLMs): weights from each expert's perplexity on the prompt, fixed for the response.
+"""`packllm` (Pack of LLMs, "sim"): weights from each expert's perplexity on the prompt, fixed per response.
 
-w_k = softmax_k(-loss_k / tau), loss_k the mean next-token NLL of the prompt under expert k.
+w_k = softmax_k(-loss_k / tau), loss_k the mean next-token NLL of the user's input under expert k (the
+decode loop scores `scored_prompts`: callers pass the user's text alone, as the method scores its input,
+not our chat template); the fused scores are sum_k w_k * z_k over logits, as the published method sums
+them (`space="probs"` mixes probability vectors instead).
 """
 
 import torch
@@ -12,7 +15,6 @@ from dllg.fusion.entropy import check_tau
 @register_rule
 class PackLLM(WeightedRule):
     name = "packllm"
-    default_space = "probs"
     needs_prompt_nll = True
 
     def __init__(self, tau: float = 1.0, space: str | None = None) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from dllg.decode import Generation, GenerationConfig, generate
-from dllg.decode.prompts import encode_prompt
+from dllg.decode.prompts import encode_prompt, encode_user_text
 from dllg.errors import DllgError
 from dllg.experts import ExpertPool
 from dllg.fusion import FusionRule, make_rule
@@ -79,6 +79,18 @@ def encode_items(pool: ExpertPool, items: list[EvalItem]) -> list[list[int]]:
     return [encode_prompt(pool.tokenizer, item.example.messages) for item in items]
 
 
+def generate_items(
+    pool: ExpertPool, rule: FusionRule, items: list[EvalItem], config: GenerationConfig
+) -> list[Generation]:
+    """The items' prompts through the one decode loop; a perplexity-weighted rule scores the user's text."""
+    scored = (
+        [encode_user_text(pool.tokenizer, item.example.messages) for item in items]
+        if rule.needs_prompt_nll
+        else None
+    )
+    return generate(pool, rule, encode_items(pool, items), config, scored)
+
+
 class RuleMethod(Method):
     """A fusion rule applied to a whole batch: single experts, heuristics, static weights, the gate."""
 
@@ -102,7 +114,7 @@ class RuleMethod(Method):
     ) -> list[MethodOutput]:
         if self._rule is None:
             self.prepare(pool)
-        generations = generate(pool, self._rule, encode_items(pool, items), config)
+        generations = generate_items(pool, self._rule, items, config)
         return [MethodOutput.from_generation(g, self.fused) for g in generations]
 
 

@@ -3,18 +3,9 @@ states at the positions that predict each response token, exactly the states dec
 
 import torch
 
+from dllg.decode.padding import right_pad
 from dllg.errors import DllgError
 from dllg.experts import ExpertPool
-
-
-def right_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, : len(seq)] = 1
-    return ids, mask
 
 
 def teacher_forced_states(

@@ -9,9 +9,9 @@ from typing import Any, Protocol
 
 import torch
 
+from dllg.decode.padding import right_pad
 from dllg.errors import DllgError
 from dllg.experts import Expert
-from dllg.pipeline.teacher_forcing import right_pad
 
 
 class PromptEncoder(Protocol):
