@@ -7,7 +7,8 @@ import time
 import torch
 
 from dllg import Ensemble
-from dllg.decode.loop import _Batch, _fusion_input, left_pad
+from dllg.decode.loop import _Batch, _fusion_input
+from dllg.decode.padding import left_pad
 from dllg.fusion import make_rule
 
 STEPS = 12
@@ -15,7 +16,7 @@ STEPS = 12
 
 def step_ms(experts, ids, mask) -> tuple[float, list]:
     batch = _Batch(experts, ids, mask)
-    outputs = batch.prefill(ids, prompt_nll=False)
+    outputs = batch.prefill(ids)
     token = torch.tensor([100])
     start = time.perf_counter()
     for _ in range(STEPS):
