@@ -79,3 +79,22 @@ def test_verify_rejects_ids_of_another_task(tmp_path):
     responses.write_text(json.dumps({"id": "HumanEval/0", "response": "x"}) + "\n")
     result = runner.invoke(verify_app(), ["--task", "gsm8k", "--responses", str(responses)])
     assert result.exit_code == 1 and "not in task 'gsm8k'" in result.output
+
+
+def test_verify_reads_finish_and_denies_a_truncated_last_number(tmp_path):
+    example = get_task("gsm8k").load("eval", limit=1)[0]
+    # Its last number is the answer: enough for a complete response, not for one cut off by max_new_tokens.
+    record = {"id": example.id, "response": f"So far: 9 * 2 = {example.reference.answer}, and then she"}
+    plain, cut, odd = tmp_path / "plain.jsonl", tmp_path / "cut.jsonl", tmp_path / "odd.jsonl"
+    plain.write_text(json.dumps(record) + "\n")
+    cut.write_text(json.dumps({**record, "finish": "length"}) + "\n")
+    odd.write_text(json.dumps({**record, "finish": "max_tokens"}) + "\n")
+    result = runner.invoke(verify_app(), ["--task", "gsm8k", "--responses", str(plain)])
+    assert result.exit_code == 0 and "1/1 passed" in result.output, result.output
+    out = tmp_path / "verdicts.jsonl"
+    result = runner.invoke(verify_app(), ["--task", "gsm8k", "--responses", str(cut), "--out", str(out)])
+    assert result.exit_code == 0 and "0/1 passed" in result.output, result.output
+    verdict = json.loads(out.read_text())
+    assert verdict["status"] == "error" and "truncated (max_new_tokens)" in verdict["reason"]
+    result = runner.invoke(verify_app(), ["--task", "gsm8k", "--responses", str(odd)])
+    assert result.exit_code == 1 and "unknown finish reason" in result.output

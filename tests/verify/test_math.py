@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dllg.verify import Reference, get_verifier
-from dllg.verify.math import answers_match, extract_answer, last_boxed
+from dllg.verify.math import answers_match, extract_answer, last_boxed, normalize_answer
 
 
 @pytest.mark.parametrize(
@@ -25,10 +25,37 @@ from dllg.verify.math import answers_match, extract_answer, last_boxed
         ("The result is -4.5 degrees", "-4.5"),
         ("It is 3/4 of the cake", "3/4"),
         ("no number at all", None),
+        ("#### Final Answer\nThe answer is 18.", "18"),
+        ("#### Step 2: add them\n3 + 4 = 7", "7"),
+        ("The answer is 7. Then we check that 3 + 4 = 7 too.", "7"),
     ],
 )
 def test_extract_answer(response, expected):
     assert extract_answer(response) == expected
+
+
+def test_a_truncated_response_has_only_a_stated_answer():
+    assert extract_answer("3 + 4 = 7 and", truncated=True) is None
+    assert extract_answer("\\boxed{7} and then 3 + 4 =", truncated=True) == "7"
+    assert extract_answer("#### 7\n3 + 4", truncated=True) == "7"
+    assert extract_answer("The answer is 7. Now 3 + 4", truncated=True) == "7"
+
+
+@pytest.mark.parametrize(
+    ("answer", "normalized"),
+    [
+        ("\\text{(C)}", "(C)"),
+        ("\\textbf{\\text{Evelyn}}", "Evelyn"),
+        ("18 \\text{ eggs}", "18"),
+        ("10\\text{ cm}^2", "10"),
+        ("2 pi", "2 \\pi"),
+        ("1 million", "1000000"),
+        ("1.5 million dollars", "1500000"),
+        ("1/2 million", "500000"),
+    ],
+)
+def test_normalize_answer(answer, normalized):
+    assert normalize_answer(answer) == normalized
 
 
 def test_last_boxed_handles_fbox_and_spaces():

@@ -14,7 +14,7 @@ from rich.text import Text
 from dllg.cli.common import user_errors
 from dllg.errors import DllgError
 from dllg.tasks import all_tasks, get_task
-from dllg.tasks.scoring import verify_responses
+from dllg.tasks.scoring import FINISH_REASONS, require_verifiers, verify_responses
 from dllg.tasks.sources import read_jsonl
 from dllg.verify import STATUSES
 
@@ -61,13 +61,19 @@ def _field(label: str, text: str) -> None:
 @user_errors
 def verify_command(
     task: str = typer.Option(..., "--task", help="task name (see `dllg tasks list`)"),
-    responses: Path = typer.Option(..., "--responses", help="JSONL of {id, response}"),
+    responses: Path = typer.Option(
+        ..., "--responses", help='JSONL of {id, response, finish?}; finish "length": max_new_tokens cut it'
+    ),
     split: str | None = typer.Option(None, "--split", help="split the ids come from; default: the task's"),
     data: Path | None = typer.Option(None, "--data", help="a local JSONL instead of the task's source"),
     workers: int = typer.Option(2, "--workers", help="code programs run in parallel"),
     out: Path | None = typer.Option(None, "--out", help="write one verdict per line here (JSONL)"),
 ) -> None:
-    """Score a JSONL of {id, response} against a task; print the score and the count of each verdict."""
+    """Score a JSONL of {id, response} against a task; print the score and the count of each verdict.
+
+    A record's optional `finish` ("eos", "stop", "length") is its generation's finish reason: a "length"
+    response was cut off by max_new_tokens and gets no final answer it did not state explicitly.
+    """
     examples = {e.id: e for e in get_task(task).load(split, data_path=data)}
     rows = read_jsonl(responses)
     unknown = [str(r.get("id")) for r in rows if r.get("id") not in examples]
@@ -76,8 +82,17 @@ def verify_command(
             f"{len(unknown)} response ids are not in task {task!r} (first: {unknown[0]!r}): "
             "check --task and --split"
         )
+    finishes = [row.get("finish") for row in rows]
+    odd = [(row["id"], f) for row, f in zip(rows, finishes, strict=True) if f not in (None, *FINISH_REASONS)]
+    if odd:
+        first_id, first = odd[0]
+        raise DllgError(
+            f"{len(odd)} records have an unknown finish reason (first: id {first_id!r}, finish {first!r}): "
+            f"use one of {', '.join(FINISH_REASONS)} or leave it out"
+        )
     chosen = [examples[row["id"]] for row in rows]
-    verdicts = verify_responses(chosen, [str(row["response"]) for row in rows], workers)
+    require_verifiers(chosen)
+    verdicts = verify_responses(chosen, [str(row["response"]) for row in rows], workers, finishes)
     counts = Counter(v.status for v in verdicts)
     passed = counts["pass"]
     total = len(verdicts)

@@ -21,8 +21,9 @@ class Verdict:
 
     pass: judged correct. fail: judged wrong (a wrong answer; code that does not compile, fails or
     crashes its tests, or exits before they finish). timeout: ran out of wall-clock or CPU time.
-    error: nothing could be judged (no answer or program in the response, a module missing from the
-    environment, tests that do not load, or the sandbox itself failed). Only pass counts as correct.
+    error: nothing could be judged (no answer or program in the response, none stated before a
+    max_new_tokens cut, a module missing from the environment, tests that do not load, or the sandbox
+    itself failed). Only pass counts as correct.
     """
 
     status: Status
@@ -56,29 +57,63 @@ class Reference:
 
 
 class Verifier(Protocol):
-    """Judges one response against a reference; `verify_many` may run checks in parallel."""
+    """Judges one response against a reference; `verify_many` may run checks in parallel.
+
+    `truncated`: the response was cut off by max_new_tokens. It matters to some verifiers (a final answer
+    must then have been stated, not guessed from where the text stopped) and not to others (a program is
+    run as it is): every verifier takes the flag, and the ones it does not matter to ignore it.
+    """
 
     name: str
 
-    def verify(self, response: str, reference: Reference) -> Verdict: ...
+    def ready(self) -> None:
+        """Raise a DllgError naming what to install when this verifier cannot run on this machine."""
+
+    def verify(self, response: str, reference: Reference, *, truncated: bool = False) -> Verdict: ...
 
     def verify_many(
-        self, items: Sequence[tuple[str, Reference]], max_workers: int | None = None
+        self,
+        items: Sequence[tuple[str, Reference]],
+        max_workers: int | None = None,
+        *,
+        truncated: Sequence[bool] | None = None,
     ) -> list[Verdict]: ...
 
 
+def truncation_flags(items: Sequence, truncated: Sequence[bool] | None) -> list[bool]:
+    """One flag per item (none given: nothing was cut off)."""
+    flags = list(truncated) if truncated is not None else [False] * len(items)
+    if len(flags) != len(items):
+        raise ValueError(f"{len(items)} items but {len(flags)} truncation flags")
+    return flags
+
+
 class SequentialVerifier:
-    """Base for cheap verifiers: `verify_many` is a loop (threads would not help pure-Python work)."""
+    """Base for cheap verifiers: `verify_many` is a loop (threads would not help pure-Python work).
+
+    Subclasses implement `verify(response, reference, *, truncated=False)`.
+    """
 
     name = "base"
 
-    def verify(self, response: str, reference: Reference) -> Verdict:
+    def ready(self) -> None:
+        """Pure-Python verifiers run wherever dllg's own dependencies are installed."""
+
+    def verify(self, response: str, reference: Reference, *, truncated: bool = False) -> Verdict:
         raise NotImplementedError
 
     def verify_many(
-        self, items: Sequence[tuple[str, Reference]], max_workers: int | None = None
+        self,
+        items: Sequence[tuple[str, Reference]],
+        max_workers: int | None = None,
+        *,
+        truncated: Sequence[bool] | None = None,
     ) -> list[Verdict]:
-        return [self.verify(response, reference) for response, reference in items]
+        flags = truncation_flags(items, truncated)
+        return [
+            self.verify(response, reference, truncated=flag)
+            for (response, reference), flag in zip(items, flags, strict=True)
+        ]
 
 
 def map_bounded(fn, items: Sequence, max_workers: int) -> list:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 
 from dllg.errors import DllgError
-from dllg.verify.base import Reference, Verdict, register
+from dllg.verify.base import Reference, Verdict, register, truncation_flags
 from dllg.verify.sandbox import Job, Limits, Sandbox
 
 # An opening fence with an optional language, up to a closing fence or the end (a cut-off generation).
@@ -68,7 +68,8 @@ def assemble_program(response: str, reference: Reference) -> str | None:
 
 
 class CodeVerifier:
-    """Pass when the program passes `reference.tests` inside the sandbox."""
+    """Pass when the program passes `reference.tests` inside the sandbox. A truncated response is run as
+    it is: a program cut off mid-way fails its tests on its own."""
 
     name = "code"
 
@@ -83,6 +84,10 @@ class CodeVerifier:
             self._sandbox = Sandbox(self.limits)
         return self._sandbox
 
+    def ready(self) -> None:
+        """Fails now, naming bubblewrap, rather than after a collection or evaluation generated answers."""
+        _ = self.sandbox
+
     def job(self, response: str, reference: Reference) -> Job | Verdict:
         if not reference.tests:
             raise DllgError("the code verifier needs tests: the task gave none")
@@ -91,12 +96,17 @@ class CodeVerifier:
             return Verdict("error", "no Python code found in the response")
         return Job(program, reference.tests, reference.test_kind, reference.timeout_seconds)
 
-    def verify(self, response: str, reference: Reference) -> Verdict:
-        return self.verify_many([(response, reference)], max_workers=1)[0]
+    def verify(self, response: str, reference: Reference, *, truncated: bool = False) -> Verdict:
+        return self.verify_many([(response, reference)], max_workers=1, truncated=[truncated])[0]
 
     def verify_many(
-        self, items: Sequence[tuple[str, Reference]], max_workers: int | None = None
+        self,
+        items: Sequence[tuple[str, Reference]],
+        max_workers: int | None = None,
+        *,
+        truncated: Sequence[bool] | None = None,
     ) -> list[Verdict]:
+        truncation_flags(items, truncated)  # checked for its length; a program is judged as it is
         prepared = [self.job(response, reference) for response, reference in items]
         jobs = [p for p in prepared if isinstance(p, Job)]
         results = iter(self.sandbox.run_many(jobs, max_workers) if jobs else [])

@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 
 from dllg.verify.base import register
-from dllg.verify.math import FinalAnswerVerifier
+from dllg.verify.math import TEXT_WRAPPER, FinalAnswerVerifier
 
 
 def normalize_text(answer: str) -> str:
     """Case, surrounding punctuation, markdown and LaTeX text wrappers do not count."""
-    answer = re.sub(r"\\text\{([^{}]*)\}", r"\1", answer)
+    while TEXT_WRAPPER.search(answer):  # \text, \textbf, \mbox, \mathrm; nested ones from the inside out
+        answer = TEXT_WRAPPER.sub(r"\1", answer)
     answer = answer.strip().strip("*_`$ ").rstrip(".").strip()
     return re.sub(r"\s+", " ", answer).lower()
 
