@@ -18,20 +18,10 @@ from dllg.errors import DllgError
 from dllg.fusion import make_rule
 from dllg.gate import GateConfig, build_gate, save_gate
 from dllg.jsonl import read_records
-from dllg.pipeline.evaluate import (
-    EvalTask,
-    ablations,
-    evaluate,
-    generation_settings,
-    load_eval_tasks,
-    markdown_table,
-    record_key,
-    results_table,
-    tag_table,
-    write_tables,
-)
+from dllg.pipeline.evaluate import EvalTask, evaluate, load_eval_tasks, record_key
 from dllg.pipeline.features import pool_meta
 from dllg.pipeline.methods import make_method
+from dllg.pipeline.report import ablations, markdown_table, results_table, tag_table, write_tables
 from dllg.tasks.base import Example, user
 from dllg.tasks.scoring import verify_responses
 from dllg.tiny import tiny_pool
@@ -117,11 +107,11 @@ def test_a_killed_run_resumes_without_losing_or_duplicating(pool, tasks, tmp_pat
     out = tmp_path / "records.jsonl"
     calls = []
 
-    def dies_on_second_batch(examples, responses, max_workers=2):
+    def dies_on_second_batch(examples, responses, max_workers=2, finishes=None):
         calls.append(len(examples))
         if len(calls) == 2:
             raise KeyboardInterrupt  # the kill arrives while the 2nd batch is verified
-        return verify_responses(examples, responses, max_workers)
+        return verify_responses(examples, responses, max_workers, finishes)
 
     monkeypatch.setattr(evaluate_module, "verify_responses", dies_on_second_batch)
     with pytest.raises(KeyboardInterrupt):
@@ -145,9 +135,9 @@ def test_a_killed_run_resumes_without_losing_or_duplicating(pool, tasks, tmp_pat
 def test_resuming_with_other_generation_settings_is_refused(pool, tasks, tmp_path):
     out = tmp_path / "records.jsonl"
     evaluate(pool, ["expert:0"], tasks, out, CONFIG)
-    assert all(r["generation"] == generation_settings(CONFIG) for r in read_records(out))
+    assert all(r["generation"] == CONFIG.settings() for r in read_records(out))
     before = out.read_text()
-    with pytest.raises(DllgError, match=r"generated with max_new_tokens=5: resume with the same"):
+    with pytest.raises(DllgError, match=r"made with max_new_tokens=5 \(now 7\): resume with the same"):
         evaluate(pool, ["expert:0", "expert:1"], tasks, out, GenerationConfig(max_new_tokens=7))
     assert out.read_text() == before  # nothing appended
     counts = evaluate(pool, ["expert:0", "expert:1"], tasks, out, CONFIG)  # the same settings resume
@@ -214,7 +204,7 @@ def test_tag_table_groups_examples_by_their_tags():
 def test_table_from_evaluated_records_matches_their_count(pool, tasks, tmp_path, monkeypatch):
     from dllg.verify import Verdict
 
-    def even_length_passes(examples, responses, max_workers=2):
+    def even_length_passes(examples, responses, max_workers=2, finishes=None):
         return [Verdict("pass" if len(r) % 2 == 0 else "fail") for r in responses]
 
     monkeypatch.setattr(evaluate_module, "verify_responses", even_length_passes)
@@ -295,7 +285,7 @@ def test_methods_that_do_not_fit_the_pool_fail_before_generating(pool, tasks, tm
 def test_records_of_other_experts_are_refused(pool, tasks, tmp_path):
     out = tmp_path / "records.jsonl"
     out.write_text(json.dumps({"method": "uniform", "experts": ["a", "b"]}) + "\n")
-    with pytest.raises(DllgError, match="same experts in the same order"):
+    with pytest.raises(DllgError, match=r"experts \['a', 'b'\] .*same experts \(in the same order\)"):
         evaluate(pool, ["uniform"], tasks, out, CONFIG)
 
 

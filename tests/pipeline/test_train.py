@@ -169,3 +169,40 @@ def test_tokenizer_fingerprint_differs():
     from dllg.pipeline.features import vocab_fingerprint
 
     assert vocab_fingerprint(tiny_tokenizer()) != vocab_fingerprint(tiny_tokenizer(extra_special="<|x|>"))
+
+
+def test_loss_is_eq5_by_default_and_pooled_on_request():
+    """Eq. 5 averages each response over its own tokens first: a 1-token response weighs as much as a
+    3-token one. Pooled averaging lets the long one dominate."""
+    from dllg.pipeline.train import masked_mse
+
+    weights = torch.tensor([[[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]]])
+    mask = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    labels = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    # response 0: one token, error 1 on one of 2 experts -> 0.5; response 1: every error 1 -> 1.0
+    assert masked_mse(weights, mask, labels).item() == pytest.approx((0.5 + 1.0) / 2)
+    assert masked_mse(weights, mask, labels, "pooled").item() == pytest.approx((1 + 6) / (4 * 2))
+    assert TrainConfig().loss == "per_response"
+
+
+def test_resume_refuses_a_checkpoint_that_does_not_fit_the_gate(pool, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    examples, labels = synthetic(pool, repeat=1)
+    cache = extract_features(pool, examples, tmp_path / "features")
+    data = gate_examples(cache, labels, [e.example_id for e in examples])
+    meta = pool_meta(pool)
+
+    def gate():
+        return build_gate(
+            GateConfig(variant="mlp", expert_names=meta["experts"], hidden_sizes=meta["hidden_sizes"])
+        )
+
+    config = TrainConfig(steps=4, batch_size=4, checkpoint_every=2)
+    train_gate(gate(), data, [], config, tmp_path / "run")
+    weights = tmp_path / "run" / "checkpoints" / "step-000004" / "gate.safetensors"
+    tensors = load_file(str(weights))
+    dropped = sorted(tensors)[0]
+    save_file({k: v for k, v in tensors.items() if k != dropped}, str(weights))
+    with pytest.raises(DllgError, match=f"does not fit its config \\(missing \\['{dropped}'\\]"):
+        train_gate(gate(), data, [], config.model_copy(update={"steps": 6}), tmp_path / "run")

@@ -82,10 +82,10 @@ def evaluate_and_report(
     """Run what is missing from `out`, then print and write (next to `out`) the table, the tables by tag
     of the tasks in `by_tags`, and the ablation; returns the table's rows."""
     from dllg.jsonl import read_records
-    from dllg.pipeline.evaluate import (
+    from dllg.pipeline.evaluate import evaluate
+    from dllg.pipeline.report import (
         ablation_line,
         ablations,
-        evaluate,
         markdown_table,
         results_table,
         select_records,

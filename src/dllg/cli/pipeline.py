@@ -16,6 +16,7 @@ def collect_command(
     set_: list[str] = typer.Option(None, "--set", help=SET_HELP),
     limit: int = typer.Option(None, "--limit", help="At most this many examples per task."),
     out: str = typer.Option(None, "--out", help="The label table (JSONL); default: collect.out."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start a new table; the old one is renamed, not lost."),
 ) -> None:
     """Each expert answers each training prompt; a verifier labels each answer (resumable)."""
     from dllg.config import load_config
@@ -25,7 +26,7 @@ def collect_command(
     run = load_config(config, overrides)
     if limit is not None:
         run = run.model_copy(update={"tasks": [t.model_copy(update={"limit": limit}) for t in run.tasks]})
-    counts = run_collect(run)
+    counts = run_collect(run, fresh=fresh)
     console.print(
         f"labels: {run.collect.out}: {counts['generated']} new ({counts['correct']} correct), "
         f"{counts['skipped']} already there",
@@ -41,6 +42,12 @@ def train_command(
     out_dir: str = typer.Option(
         None, "--out-dir", help="Where checkpoints and the gate go; default: train.out_dir."
     ),
+    fresh: bool = typer.Option(
+        False, "--fresh", help="Train from step 0; an earlier run in the folder is renamed, not lost."
+    ),
+    fresh_features: bool = typer.Option(
+        False, "--fresh-features", help="Recompute the feature cache; the old one is renamed, not lost."
+    ),
 ) -> None:
     """Teacher-force the references through the experts (cached) and train the gate (resumable)."""
     from dllg.config import load_config
@@ -50,6 +57,6 @@ def train_command(
     overrides += [f"train.steps={steps}"] if steps is not None else []
     overrides += [f"train.out_dir={out_dir}"] if out_dir else []
     run = load_config(config, overrides)
-    metrics = run_train(run)
+    metrics = run_train(run, fresh=fresh, fresh_features=fresh_features)
     shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()) or "no validation examples"
     console.print(f"gate: {Path(run.train.out_dir) / 'gate'} ({shown})", highlight=False)

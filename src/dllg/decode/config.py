@@ -30,3 +30,15 @@ class GenerationConfig:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+    def settings(self) -> dict:
+        """What an answer depends on besides the model and the prompt: kept in every record, so that a
+        resumed collection or evaluation never mixes answers generated otherwise."""
+        return {
+            "max_new_tokens": self.max_new_tokens,
+            "min_new_tokens": self.min_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "seed": self.seed,
+            "stop": list(self.stop),
+        }

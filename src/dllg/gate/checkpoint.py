@@ -62,14 +62,27 @@ def load_gate(folder: str | Path, aux_model: PreTrainedModel | None = None) -> G
         raise DllgError(
             f"cannot read {Path(folder) / WEIGHTS} ({exc}): the checkpoint is corrupt; retrain"
         ) from exc
-    expected = set(gate.trainable_state_dict())
-    if set(tensors) != expected:
-        missing, unknown = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+    load_trainable(gate, tensors, folder)
+    return gate.eval()
+
+
+def load_trainable(gate: Gate, tensors: dict[str, torch.Tensor], folder: str | Path) -> None:
+    """Load exactly the gate's trainable tensors (a frozen aux-LM backbone is not in a checkpoint): a
+    missing, unknown, misshapen or non-finite tensor is an error, never silently skipped."""
+    expected = gate.trainable_state_dict()
+    if set(tensors) != set(expected):
+        missing, unknown = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
         raise DllgError(
             f"gate checkpoint {folder} does not fit its config (missing {missing[:3]}, "
             f"unknown {unknown[:3]}): it is corrupt or was edited"
         )
+    for name, tensor in tensors.items():
+        if tensor.shape != expected[name].shape:
+            raise DllgError(
+                f"gate checkpoint {folder}: {name} has shape {tuple(tensor.shape)}, the config wants "
+                f"{tuple(expected[name].shape)}: it is corrupt or was edited"
+            )
     if any(not torch.isfinite(t).all() for t in tensors.values()):
         raise DllgError(f"gate checkpoint {folder} holds NaN/inf weights: use an earlier checkpoint")
+    # strict=False only because the frozen backbone's tensors are not stored; every stored one was checked.
     gate.load_state_dict(tensors, strict=False)
-    return gate.eval()

@@ -2,26 +2,30 @@
 
 The label table is JSONL, one record per (example, expert), appended as each batch is verified:
 
-  {"example_id", "task", "split", "expert", "response", "verdict", "reason", "label", "tokens", "finish"}
+  {"example_id", "task", "split", "expert", "response", "verdict", "reason", "label", "tokens", "finish",
+   "generation", "expert_weights"}
 
-`label` is 1 when the verdict is "pass". A rerun skips every (example, expert) already in the table, so a
-killed run loses at most the batch in flight and duplicates nothing. The routing baselines read the same
-table.
+`label` is 1 when the verdict is "pass"; `generation` holds the generation settings and `expert_weights` a
+fingerprint of the expert's files. A rerun skips every (example, expert) already in the table, so a killed run
+loses at most the batch in flight and duplicates nothing; a rerun with other generation settings, or with an
+expert whose files changed since (retrained under the same name), is refused. The routing baselines read
+the same table.
 """
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
 from dllg.decode import GenerationConfig, generate
 from dllg.decode.prompts import encode_prompt
 from dllg.experts import ExpertPool
 from dllg.fusion import make_rule
-from dllg.jsonl import append_records, read_records
-from dllg.pipeline.batching import batches
+from dllg.jsonl import read_records
+from dllg.pipeline.resumable import WorkGroup, append_in_batches, refuse_changed
+from dllg.sources.fingerprint import weights_fingerprint
 from dllg.tasks.base import Example
-from dllg.tasks.scoring import verify_responses
+from dllg.tasks.scoring import require_verifiers, verify_responses
+
+FRESH_HINT = "resume with the same settings and experts, or collect with --fresh (the old table is set aside)"
 
 
 @dataclass
@@ -44,43 +48,51 @@ def collect_labels(
     workers: int = 2,
 ) -> dict[str, int]:
     """Fill the label table for every (example, expert) pair not in it yet; returns counts for this run."""
-    done = {(r.get("example_id"), r.get("expert")) for r in read_records(out)}
-    todo = [
-        (k, item)
+    out = Path(out)
+    require_verifiers([item.example for item in examples])
+    settings = config.settings()
+    fingerprints = [weights_fingerprint(e.source) for e in pool.experts]
+    existing = list(read_records(out))
+    for name, fingerprint in zip(pool.names, fingerprints, strict=True):
+        mine = [r for r in existing if r.get("expert") == name]
+        refuse_changed(mine, {"generation": settings, "expert_weights": fingerprint}, out, FRESH_HINT)
+    done = {(r.get("example_id"), r.get("expert")) for r in existing}
+
+    def answer(expert_index: int):
+        rule = make_rule("single", expert=expert_index)
+
+        def run(batch: list[TaskExample]) -> list[dict]:
+            prompts = [encode_prompt(pool.tokenizer, item.example.messages) for item in batch]
+            generations = generate(pool, rule, prompts, config)
+            verdicts = verify_responses(
+                [i.example for i in batch],
+                [g.text for g in generations],
+                workers,
+                finishes=[g.finish_reason for g in generations],
+            )
+            return [
+                {
+                    "example_id": item.example.id,
+                    "task": item.task,
+                    "split": item.split,
+                    "expert": pool.names[expert_index],
+                    "response": generation.text,
+                    "verdict": verdict.status,
+                    "reason": verdict.reason,
+                    "label": int(verdict.passed),
+                    "tokens": len(generation.token_ids),
+                    "finish": generation.finish_reason,
+                    "generation": settings,
+                    "expert_weights": fingerprints[expert_index],
+                }
+                for item, generation, verdict in zip(batch, generations, verdicts, strict=True)
+            ]
+
+        return run
+
+    groups = [
+        WorkGroup(name, [i for i in examples if (i.example.id, name) not in done], answer(k))
         for k, name in enumerate(pool.names)
-        for item in examples
-        if (item.example.id, name) not in done
     ]
-    counts = {"generated": 0, "correct": 0, "skipped": len(examples) * len(pool) - len(todo)}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=True) as progress:
-        bar = progress.add_task(f"collecting ({counts['skipped']} done before)", total=len(todo))
-        for expert_index in range(len(pool)):
-            mine = [item for k, item in todo if k == expert_index]
-            rule = make_rule("single", expert=expert_index)
-            for batch in batches(mine, batch_size):
-                prompts = [encode_prompt(pool.tokenizer, item.example.messages) for item in batch]
-                generations = generate(pool, rule, prompts, config)
-                verdicts = verify_responses(
-                    [i.example for i in batch], [g.text for g in generations], workers
-                )
-                records = [
-                    {
-                        "example_id": item.example.id,
-                        "task": item.task,
-                        "split": item.split,
-                        "expert": pool.names[expert_index],
-                        "response": generation.text,
-                        "verdict": verdict.status,
-                        "reason": verdict.reason,
-                        "label": int(verdict.passed),
-                        "tokens": len(generation.token_ids),
-                        "finish": generation.finish_reason,
-                    }
-                    for item, generation, verdict in zip(batch, generations, verdicts, strict=True)
-                ]
-                append_records(out, records)
-                counts["generated"] += len(records)
-                counts["correct"] += sum(r["label"] for r in records)
-                progress.advance(bar, len(batch))
-    return counts
+    skipped = len(examples) * len(pool) - sum(len(g.items) for g in groups)
+    return append_in_batches(out, groups, batch_size, skipped, "label", "collecting")

@@ -4,11 +4,13 @@ Layout of a cache folder:
   meta.json                 the experts (names, sources, hidden sizes), a fingerprint of their vocabulary
                             and of each expert's weight files (sizes and times)
   shard-NNNNN.safetensors   tensors "<example id>/<k>" of shape (T, d_k), stored bf16
-  index.jsonl               a line per example {"id", "shard", "length"}, appended after its shard is written
+  index.jsonl               a line per example {"id", "shard", "length", "tokens"}, appended after its shard
+                            is written; "tokens" is a digest of the prompt and response token ids it read
 
 The index is the truth: a kill between a shard and its index lines loses only those examples, which the next
 run recomputes. A cache made from other experts, another tokenizer, or an expert whose files changed since
-(retrained under the same name) is refused.
+(retrained under the same name) is refused, and so is an example whose tokens changed since (another
+reference text, `max_response_tokens`, prompt or instruction): its cached states would be stale.
 """
 
 import hashlib
@@ -54,6 +56,12 @@ class FeatureExample:
     example_id: str
     prompt_ids: list[int]
     response_ids: list[int]
+
+    @property
+    def tokens_digest(self) -> str:
+        """16 hex digits over the prompt and the response: what the cached states were computed from."""
+        text = json.dumps([self.prompt_ids, self.response_ids], separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class FeatureCache:
@@ -104,20 +112,43 @@ class FeatureCache:
         number = int(existing[-1].name[6:11]) + 1 if existing else 0
         return f"shard-{number:05d}.safetensors"
 
-    def append(self, items: list[tuple[str, list[torch.Tensor]]]) -> None:
+    def check_tokens(self, examples: list[FeatureExample]) -> None:
+        """Refuse cached examples whose prompt or response tokens differ from the ones asked for now."""
+        stale = [
+            e.example_id for e in examples if e.example_id in self and self.tokens_of(e) != e.tokens_digest
+        ]
+        if stale:
+            raise DllgError(
+                f"feature cache {self.folder} holds {len(stale)} example(s) computed from other tokens (e.g. "
+                f"{stale[0]!r}: the reference text, features.max_response_tokens or the prompt changed): "
+                "train with --fresh-features (the old cache is set aside) or use another features.dir"
+            )
+
+    def tokens_of(self, example: FeatureExample) -> str | None:
+        return self._index[example.example_id].get("tokens")
+
+    def append(self, items: list[tuple[FeatureExample, list[torch.Tensor]]]) -> None:
         """Write one shard holding these examples, then their index lines."""
         if not items:
             return
         shard = self._next_shard()
         tensors = {
-            f"{eid}/{k}": t.to(torch.bfloat16).contiguous()
-            for eid, states in items
+            f"{example.example_id}/{k}": t.to(torch.bfloat16).contiguous()
+            for example, states in items
             for k, t in enumerate(states)
         }
         tmp = self.folder / (shard + ".tmp")
         save_file(tensors, str(tmp))
         os.replace(tmp, self.folder / shard)
-        records = [{"id": eid, "shard": shard, "length": int(states[0].shape[0])} for eid, states in items]
+        records = [
+            {
+                "id": example.example_id,
+                "shard": shard,
+                "length": int(states[0].shape[0]),
+                "tokens": example.tokens_digest,
+            }
+            for example, states in items
+        ]
         append_records(self.folder / INDEX, records)
         self._index.update((r["id"], r) for r in records)
 
@@ -150,6 +181,7 @@ def extract_features(
 ) -> FeatureCache:
     """Teacher-force every example not yet cached; one shard per batch, so a kill loses one batch at most."""
     cache = FeatureCache(folder, pool_meta(pool))
+    cache.check_tokens(examples)
     todo = [e for e in examples if e.example_id not in cache]
     with Progress(transient=True) as progress:
         task = progress.add_task(f"features ({len(cache)} cached)", total=len(todo))
@@ -157,6 +189,6 @@ def extract_features(
             states = teacher_forced_states(
                 pool, [e.prompt_ids for e in batch], [e.response_ids for e in batch]
             )
-            cache.append([(e.example_id, s) for e, s in zip(batch, states, strict=True)])
+            cache.append(list(zip(batch, states, strict=True)))
             progress.advance(task, len(batch))
     return cache

@@ -1,6 +1,7 @@
 """A run config, end to end: load the experts and tasks it names, collect labels, build features, train."""
 
 import hashlib
+import sys
 from pathlib import Path
 
 import torch
@@ -14,6 +15,7 @@ from dllg.experts.loading import load_expert
 from dllg.gate import Gate, GateConfig, build_gate
 from dllg.pipeline.collect import TaskExample, collect_labels, read_labels
 from dllg.pipeline.features import FeatureExample, extract_features
+from dllg.pipeline.fresh import set_aside
 from dllg.pipeline.train import GateExample, TrainConfig, train_gate
 from dllg.tasks import get_task
 
@@ -35,7 +37,10 @@ def load_training_examples(config: RunConfig) -> list[TaskExample]:
     return items
 
 
-def run_collect(config: RunConfig, pool: ExpertPool | None = None) -> dict[str, int]:
+def run_collect(config: RunConfig, pool: ExpertPool | None = None, fresh: bool = False) -> dict[str, int]:
+    """Collect the label table; `fresh` sets an existing table aside first (renamed, not deleted)."""
+    if fresh:
+        announce_set_aside(set_aside(config.collect.out))
     pool = pool or load_pool(config)
     c = config.collect
     generation = GenerationConfig(max_new_tokens=c.max_new_tokens, temperature=c.temperature, seed=c.seed)
@@ -75,7 +80,15 @@ def is_validation(example_id: str, fraction: float) -> bool:
     return digest % 10_000 < fraction * 10_000
 
 
-def run_train(config: RunConfig, pool: ExpertPool | None = None) -> dict[str, float]:
+def run_train(
+    config: RunConfig, pool: ExpertPool | None = None, fresh: bool = False, fresh_features: bool = False
+) -> dict[str, float]:
+    """Features (cached) then the gate; `fresh` / `fresh_features` set the run folder / the feature cache
+    aside first (renamed, not deleted)."""
+    if fresh_features:
+        announce_set_aside(set_aside(config.features.dir))
+    if fresh:
+        announce_set_aside(set_aside(config.train.out_dir))
     pool = pool or load_pool(config)
     labels = read_labels(config.collect.out)
     if not labels:
@@ -109,6 +122,11 @@ def run_train(config: RunConfig, pool: ExpertPool | None = None) -> dict[str, fl
     train_config = TrainConfig(**config.train.model_dump(exclude={"out_dir", "val_fraction"}))
     gate = build_seeded_gate(gate_config, train_config.seed)
     return train_gate(gate, train, val, train_config, config.train.out_dir)
+
+
+def announce_set_aside(moved: Path | None) -> None:
+    if moved is not None:
+        print(f"set aside the earlier output as {moved}", file=sys.stderr)
 
 
 def build_seeded_gate(config: GateConfig, seed: int) -> Gate:

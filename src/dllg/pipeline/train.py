@@ -1,10 +1,16 @@
 """Train the gate by teacher forcing: MSE between every token's weights and the response-level labels.
 
-loss = mean over real tokens t and experts k of (w_t,k - c_k)^2, c_k in {0, 1} (the paper's eq. 5).
+The paper's eq. 5 (`loss: per_response`, the default): for each response, the mean over its T tokens and
+the K experts of (w_t,k - c_k)^2, c_k in {0, 1}; then the mean over the responses of the batch, so a long
+answer counts as much as a short one. `loss: pooled` averages over every token of the batch instead (long
+answers weigh more), as dllg did before.
 Batches are drawn from a generator seeded by (seed, step), so a resumed run sees exactly the batches an
 uninterrupted one would. Checkpoints hold the gate's trained weights, the optimizer and the step.
+`run.json` records what a run trains on (gate, settings, a digest of the labels and features): a run
+folder is resumed only by the same run, never silently reused for other data.
 """
 
+import hashlib
 import json
 import os
 import random
@@ -12,6 +18,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,10 +27,14 @@ from safetensors.torch import load_file
 
 from dllg.errors import DllgError
 from dllg.gate import Gate, save_gate
-from dllg.gate.checkpoint import WEIGHTS
+from dllg.gate.checkpoint import WEIGHTS, load_trainable
 
 TRAINER_STATE = "trainer.pt"  # written last: a checkpoint folder without it is incomplete
 LOG = "log.jsonl"
+RUN = "run.json"
+LossForm = Literal["per_response", "pooled"]
+# Settings that may change between a run and its resumption without changing what was trained so far.
+RESUMABLE_SETTINGS = ("steps", "checkpoint_every", "eval_every", "log_every")
 
 
 class TrainConfig(BaseModel):
@@ -40,6 +51,7 @@ class TrainConfig(BaseModel):
     eval_every: int = Field(100, ge=1)
     log_every: int = Field(10, ge=1)
     seed: int = 0
+    loss: LossForm = "per_response"  # the paper's eq. 5; "pooled": every token of the batch counts alike
 
 
 @dataclass
@@ -66,30 +78,50 @@ def collate(examples: list[GateExample]) -> tuple[list[torch.Tensor], torch.Tens
     return states, mask, labels
 
 
-def masked_mse(weights: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    errors = (weights - labels.unsqueeze(1)) ** 2 * mask.unsqueeze(-1)
-    return errors.sum() / (mask.sum() * weights.shape[-1])
+def squared_errors(weights: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B, T, K) (w_t,k - c_k)^2 at real tokens, 0 at padding."""
+    return (weights - labels.unsqueeze(1)) ** 2 * mask.unsqueeze(-1)
+
+
+def per_response_mse(weights: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B,): each response's mean over its own tokens and the experts (eq. 5's inner average)."""
+    return squared_errors(weights, mask, labels).sum((1, 2)) / (mask.sum(1) * weights.shape[-1])
+
+
+def masked_mse(
+    weights: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, form: LossForm = "per_response"
+) -> torch.Tensor:
+    """The training loss: eq. 5 (mean of per-response means), or pooled over every token of the batch."""
+    if form == "pooled":
+        return squared_errors(weights, mask, labels).sum() / (mask.sum() * weights.shape[-1])
+    return per_response_mse(weights, mask, labels).mean()
 
 
 @torch.no_grad()
-def evaluate(gate: Gate, examples: list[GateExample], batch_size: int) -> dict[str, float]:
-    """Validation MSE, and how often the expert with the highest mean weight was a correct one
-    (over examples where at least one expert was correct)."""
+def evaluate(
+    gate: Gate, examples: list[GateExample], batch_size: int, form: LossForm = "per_response"
+) -> dict[str, float]:
+    """Validation MSE in the training loss's form, and how often the expert with the highest mean weight
+    was a correct one (over examples where at least one expert was correct)."""
     was_training = gate.training
     gate.eval()
-    total, tokens, hits, answerable = 0.0, 0.0, 0, 0
+    total, count, hits, answerable = 0.0, 0.0, 0, 0
     for start in range(0, len(examples), batch_size):
         states, mask, labels = collate(examples[start : start + batch_size])
         weights = gate(states, mask.long())
-        total += float(((weights - labels.unsqueeze(1)) ** 2 * mask.unsqueeze(-1)).sum())
-        tokens += float(mask.sum()) * weights.shape[-1]
+        if form == "pooled":
+            total += float(squared_errors(weights, mask, labels).sum())
+            count += float(mask.sum()) * weights.shape[-1]
+        else:
+            total += float(per_response_mse(weights, mask, labels).sum())
+            count += len(labels)
         mean = (weights * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
         best = mean.argmax(-1)
         has_correct = labels.sum(-1) > 0
         answerable += int(has_correct.sum())
         hits += int((labels.gather(1, best.unsqueeze(1)).squeeze(1) > 0)[has_correct].sum())
     gate.train(was_training)
-    return {"val_mse": total / max(tokens, 1), "val_top_correct": hits / max(answerable, 1)}
+    return {"val_mse": total / max(count, 1), "val_top_correct": hits / max(answerable, 1)}
 
 
 def last_checkpoint(folder: Path) -> Path | None:
@@ -113,29 +145,84 @@ def _trim_log(path: Path, up_to_step: int) -> None:
     os.replace(tmp, path)
 
 
+def data_digest(examples: list[GateExample]) -> str:
+    """16 hex digits over every example's id, labels and states, in order."""
+    digest = hashlib.sha256()
+    for example in examples:
+        digest.update(example.example_id.encode() + b"\0")
+        digest.update(example.labels.float().numpy().tobytes())
+        for states in example.states:
+            digest.update(states.float().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def run_identity(gate: Gate, train: list[GateExample], val: list[GateExample], config: TrainConfig) -> dict:
+    """What a run folder's checkpoints were trained on; a resumption must match it."""
+    return {
+        "gate": gate.config.model_dump(mode="json"),
+        "train": config.model_dump(mode="json", exclude=set(RESUMABLE_SETTINGS)),
+        "train_data": data_digest(train),
+        "val_data": data_digest(val),
+    }
+
+
+def _check_same_run(out_dir: Path, identity: dict) -> None:
+    """Refuse a folder holding a run on other data or settings: resuming it would mix two trainings, and
+    a finished one would be handed back unchanged as if trained on the new data."""
+    path = out_dir / RUN
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise DllgError(f"{path} is corrupt ({exc}): train with --fresh or another --out-dir") from exc
+        changed = [key for key in identity if stored.get(key) != identity[key]]
+        if changed:
+            what = {"train_data": "training labels/features", "val_data": "validation labels/features"}
+            named = ", ".join(what.get(k, f"{k} settings") for k in changed)
+            raise DllgError(
+                f"{out_dir} holds a gate run trained with other {named}: train with --fresh (the old run "
+                "is set aside) or choose another --out-dir"
+            )
+    elif (out_dir / LOG).exists() or (out_dir / "checkpoints").exists() or (out_dir / "gate").exists():
+        raise DllgError(
+            f"{out_dir} holds a gate run with no record of what it was trained on ({RUN} missing): "
+            "train with --fresh (the old run is set aside) or choose another --out-dir"
+        )
+
+
 def train_gate(
     gate: Gate,
     train: list[GateExample],
     val: list[GateExample],
     config: TrainConfig,
     out_dir: str | Path,
-    resume: bool = True,
     on_step: Callable[[int, float], None] | None = None,
 ) -> dict[str, float]:
-    """Train, checkpointing into out_dir/checkpoints/step-N; the final gate goes to out_dir/gate."""
+    """Train, checkpointing into out_dir/checkpoints/step-N; the final gate goes to out_dir/gate.
+
+    A folder holding this same run (gate, settings, data) resumes from its last checkpoint; one holding
+    any other run is refused (`set_aside` it first to start over)."""
     if not train:
         raise DllgError("no training examples: collect labels and extract features first")
     out_dir = Path(out_dir)
+    identity = run_identity(gate, train, val, config)
+    _check_same_run(out_dir, identity)
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / RUN).write_text(json.dumps(identity, indent=2))
     params = [p for p in gate.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     start_step = 0
-    checkpoint = last_checkpoint(out_dir) if resume else None
+    checkpoint = last_checkpoint(out_dir)
     if checkpoint is not None:
-        gate.load_state_dict(load_file(str(checkpoint / WEIGHTS)), strict=False)
+        load_trainable(gate, load_file(str(checkpoint / WEIGHTS)), checkpoint)
         trainer = torch.load(checkpoint / TRAINER_STATE, weights_only=True)
         optimizer.load_state_dict(trainer["optimizer"])
         start_step = int(trainer["step"])
+        if start_step > config.steps:
+            raise DllgError(
+                f"{out_dir} was trained to step {start_step}, past train.steps={config.steps}: raise "
+                "train.steps, or train with --fresh"
+            )
     _trim_log(out_dir / LOG, start_step)
     gate.train()
     metrics: dict[str, float] = {}
@@ -149,7 +236,7 @@ def train_gate(
             rng = random.Random(config.seed * 1_000_003 + step)
             batch = [train[rng.randrange(len(train))] for _ in range(config.batch_size)]
             states, mask, labels = collate(batch)
-            loss = masked_mse(gate(states, mask.long()), mask, labels)
+            loss = masked_mse(gate(states, mask.long()), mask, labels, config.loss)
             if not torch.isfinite(loss):
                 raise DllgError(
                     f"the training loss became {loss.item()} at step {step}: lower train.lr; "
@@ -161,7 +248,7 @@ def train_gate(
             optimizer.step()
             record: dict[str, float] = {"step": step, "loss": round(loss.item(), 6)}
             if val and (step % config.eval_every == 0 or step == config.steps):
-                metrics = evaluate(gate, val, config.batch_size)
+                metrics = evaluate(gate, val, config.batch_size, config.loss)
                 record.update({k: round(v, 6) for k, v in metrics.items()})
             if step % config.log_every == 0 or len(record) > 2 or step == config.steps:
                 log.write(json.dumps(record) + "\n")
