@@ -25,7 +25,8 @@ test: venv sandbox
 	$(PY) -m ruff check src tests scripts
 	$(PY) -m pytest -q
 
-demo: venv
+# The demo verifies the world's code answers in the sandbox: it needs bubblewrap as much as the tests do.
+demo: venv sandbox
 	$(VENV)/bin/dllg demo
 
 bench: venv

@@ -67,12 +67,13 @@ def world_demo(limit: int | None, out: Path, batch_size: int, workers: int) -> N
     from dllg.decode import GenerationConfig
     from dllg.ensemble import Ensemble
     from dllg.pipeline.evaluate import load_eval_tasks, method_names
-    from dllg.tasks.scoring import verify_responses
+    from dllg.tasks.scoring import require_verifiers, verify_responses
     from dllg.world.assets import assets_fingerprint
 
     started = time.perf_counter()
-    ensemble = Ensemble(list(WORLD_EXPERTS))
     tasks = load_eval_tasks(WORLD_TASK_NAMES, limit)
+    require_verifiers([e for t in tasks for e in t.examples])  # bubblewrap, before any model runs
+    ensemble = Ensemble(list(WORLD_EXPERTS))
     console.print(
         f"experts: {', '.join(WORLD_EXPERTS)}: tiny Qwen2 models shipped with dllg. world:arith computes "
         "step by step and writes only the simplest code (f(x) = x + k); world:code writes code and does "
@@ -89,7 +90,7 @@ def world_demo(limit: int | None, out: Path, batch_size: int, workers: int) -> N
     result = ensemble.generate(example.messages, "dllg", gate=WORLD_GATE, max_new_tokens=96)[0]
     console.print(weights_table(result, ensemble.pool.tokenizer))
     console.print(coloured_answer(result, ensemble.pool.tokenizer))
-    verdict = verify_responses([example], [result.text])[0]
+    verdict = verify_responses([example], [result.text], finishes=[result.finish_reason])[0]
     console.print(f"verdict: {verdict.status}", highlight=False)
 
     console.rule("every method on held-out tasks (greedy; % correct)")
@@ -116,6 +117,7 @@ def headline(rows: list[dict], task: str, method: str) -> str:
         f"{task}: {method} {scores[method]:.2f} vs the best other method, {best}, {others[best]:.2f}: "
         f"{margin:+.2f} points"
     )
+
 
 def coloured_answer(result: "Generation", tokenizer: "PreTrainedTokenizerBase") -> Text:
     """The answer with each token in the colour of the expert with the larger weight."""
