@@ -39,9 +39,13 @@ def test_positive_infinity_is_refused_too(pool):
 
 
 def test_the_same_pool_decodes_when_the_poisoned_expert_is_not_run(pool):
+    config = GenerationConfig(max_new_tokens=4)
+    before = generate(pool, make_rule("single", expert="good"), PROMPTS, config)
     poison_token(pool, 1, 11, float("nan"))
-    out = generate(pool, make_rule("single", expert="good"), PROMPTS, GenerationConfig(max_new_tokens=4))
-    assert all(len(g.token_ids) >= 1 for g in out)
+    out = generate(pool, make_rule("single", expert="good"), PROMPTS, config)
+    # The poisoned expert must leave no trace: same tokens as before, and it gets no weight.
+    assert [g.token_ids for g in out] == [g.token_ids for g in before]
+    assert all((g.weights[:, 1] == 0).all() and (g.weights[:, 0] == 1).all() for g in out)
 
 
 class _NanAtStep(FusionRule):

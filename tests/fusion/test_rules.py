@@ -60,7 +60,10 @@ def test_entropy_gives_the_more_certain_expert_more_weight():
     ha, hb = entropy(LOGITS[0, 0].tolist()), entropy(LOGITS[0, 1].tolist())
     expected = softmax([-ha / 0.5, -hb / 0.5])
     torch.testing.assert_close(out.weights[0], torch.tensor(expected))
-    assert (out.weights[0, 0] > out.weights[0, 1]) == (ha < hb)
+    # Independent of the entropy helper above (a sign slip there would hide one in the rule): b puts 87% on
+    # one token, a spreads out, so b is the more certain, and as tau shrinks it takes all the weight.
+    assert out.weights[0, 1] > out.weights[0, 0]
+    torch.testing.assert_close(fuse(make_rule("entropy", tau=0.01)).weights[0], torch.tensor([0.0, 1.0]))
 
 
 def test_packllm_weights_from_prompt_loss():
@@ -103,9 +106,12 @@ def test_rules_handle_several_positions_per_sequence():
         rule = make_rule(name)
         rule.bind(NAMES)
         out = rule.fuse(FusionInput(logits=stacked, hidden=[torch.zeros(1, 2, 3)] * 2))
-        single = fuse(make_rule(name))
         assert out.scores.shape == (1, 2, 4) and out.weights.shape == (1, 2, 2)
-        torch.testing.assert_close(out.scores[:, 0], single.scores)
+        # Each position must be fused on its own logits, the second (flipped) one included.
+        for position, logits in enumerate([LOGITS, LOGITS.flip(-1)]):
+            alone = fuse(make_rule(name), logits)
+            torch.testing.assert_close(out.scores[:, position], alone.scores)
+            torch.testing.assert_close(out.weights[:, position], alone.weights)
 
 
 @pytest.mark.parametrize(

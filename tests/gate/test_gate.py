@@ -66,7 +66,9 @@ def test_incremental_weights_equal_whole_sequence_weights(variant, aux_folder):
         state = gate.new_state(3)
         pieces = [gate.step([h[:, :1] for h in states], state), gate.step([h[:, 1:4] for h in states], state)]
         pieces += [gate.step([h[:, t : t + 1] for h in states], state) for t in range(4, 7)]
-    assert whole.shape == (3, 7, 2) and ((whole > 0) & (whole < 1)).all()
+    assert whole.shape == (3, 7, 2)
+    # Weights must move along each sequence: a gate that ignored its input would pass the equality below.
+    assert (whole.std(dim=1) > 1e-3).all()
     torch.testing.assert_close(torch.cat(pieces, dim=1), whole, rtol=1e-4, atol=1e-5)
     if variant.endswith("aux_lm"):  # the trajectory matters: a different first state changes later weights
         changed = [h.clone() for h in states]
@@ -76,7 +78,8 @@ def test_incremental_weights_equal_whole_sequence_weights(variant, aux_folder):
         assert not torch.allclose(gate(changed)[:, 3:], whole[:, 3:])
 
 
-@pytest.mark.parametrize("variant", ["mlp", "lowrank_aux_lm"])
+# Only the stateful variants: a per-token gate has no cache whose rows could be dropped wrongly.
+@pytest.mark.parametrize("variant", ["aux_lm", "lowrank_aux_lm"])
 def test_dropping_rows_keeps_the_others_cache(variant, aux_folder):
     gate = make_gate(variant, aux_folder)
     states = random_states(3, 5)
