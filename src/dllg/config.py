@@ -11,15 +11,32 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dllg.errors import DllgError
 from dllg.gate.config import GateConfig
-from dllg.pipeline.train import TrainConfig
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+LossForm = Literal["per_response", "pooled"]
+
+
+class TrainConfig(Strict):
+    """Gate training; defaults are the paper's Appendix A where it gives them (steps, batch size)."""
+
+    steps: int = Field(1000, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    checkpoint_every: int = Field(100, ge=1)
+    eval_every: int = Field(100, ge=1)
+    log_every: int = Field(10, ge=1)
+    seed: int = 0
+    loss: LossForm = "per_response"  # the paper's eq. 5; "pooled": every token of the batch counts alike
+
+
 class ExpertSpec(Strict):
-    name: str  # catalog name, local folder, .gguf file, hub id, or tiny:SEED
+    name: str  # catalog name, SCHEME:NAME (tiny:SEED, world:NAME), local folder, .gguf file, or hub id
     device: str = "auto"
     dtype: str = "auto"
 

@@ -1,4 +1,8 @@
-"""Tiny random Qwen2 experts and a tiny shared tokenizer, built in memory: for tests and offline benches."""
+"""Tiny random Qwen2 experts and a tiny shared tokenizer, built in memory: for tests and offline benches.
+
+A plug-in (entry point `dllg.plugins`): importing it registers the name scheme `tiny:SEED`, so that any
+command that takes an expert name runs anywhere without a download. Nothing in dllg's core imports it.
+"""
 
 from functools import cache
 
@@ -6,8 +10,10 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
+from dllg.errors import DllgError
 from dllg.experts import Expert, ExpertPool
 from dllg.experts.device import resolve_device, resolve_dtype
+from dllg.sources import ModelSource, NameScheme, register_scheme
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = (
@@ -99,6 +105,20 @@ def named_tiny_expert(seed: int, device: torch.device, dtype: torch.dtype) -> Ex
     expert.model.to(device)
     expert.source = expert.name
     return expert
+
+
+def _resolve_tiny(name: str) -> ModelSource:
+    seed = name.removeprefix(TINY_PREFIX)
+    if not seed.isdigit():
+        raise DllgError(f"{name!r}: a tiny expert is named tiny:SEED with an integer seed, e.g. tiny:0")
+    return ModelSource(
+        "memory", name, None, name, build=lambda device, dtype: named_tiny_expert(int(seed), device, dtype)
+    )
+
+
+register_scheme(
+    NameScheme(TINY_PREFIX, "tiny:SEED, a random Qwen2 built in memory (tests, offline runs)", _resolve_tiny)
+)
 
 
 def tiny_pool(dtype: str = "auto", device: str = "auto", count: int = 2) -> ExpertPool:

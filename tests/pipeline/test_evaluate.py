@@ -258,7 +258,7 @@ def test_dllg_static_alone_also_keeps_the_gate_run(pool, tasks, tmp_path, gate_d
         ("dllg", "needs an argument: write dllg:PATH"),
         ("expert:", "needs an argument: write expert:NAME"),
         ("uniform:probs", "takes no argument"),
-        ("static:a,b", "not numbers"),
+        ("static:a,b", "is not a list of numbers: write e.g. static:0.3,0.7"),
     ],
 )
 def test_bad_method_names_are_clear_errors(name, message):

@@ -30,7 +30,7 @@ def pool() -> ExpertPool:
 
 def test_world_names_resolve_to_the_shipped_folders():
     source = resolve_source("world:arith")
-    assert source.kind == "world" and source.name == "world:arith"
+    assert source.kind == "packaged" and source.name == "world:arith"
     assert (assets.ASSETS_DIR / "arith" / "config.json").samefile(f"{source.path}/config.json")
 
 

@@ -9,25 +9,18 @@ from rich.table import Table
 from dllg.cli.common import console, user_errors
 from dllg.errors import DllgError
 from dllg.fusion import RULES
+from dllg.fusion.base import parse_weights
 
 if TYPE_CHECKING:  # the decode loop imports transformers: seconds that light commands should not pay
     from dllg.decode import Generation
-
-
-def parse_weights(text: str | None) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        return [float(w) for w in text.replace(",", " ").split()]
-    except ValueError as exc:
-        raise DllgError(f"--weights {text!r} is not a list of numbers: write e.g. --weights 0.3,0.7") from exc
 
 
 def rule_options_from_flags(
     weights: str | None, expert: str | None, tau: float | None, top_k: int | None, space: str | None
 ) -> dict[str, object]:
     """Only the flags the user set: the rule itself says which it accepts."""
-    given = {"weights": parse_weights(weights), "expert": expert, "tau": tau, "top_k": top_k, "space": space}
+    parsed = parse_weights(weights, "--weights 0.3,0.7") if weights is not None else None
+    given = {"weights": parsed, "expert": expert, "tau": tau, "top_k": top_k, "space": space}
     return {k: v for k, v in given.items() if v is not None}
 
 

@@ -1,4 +1,4 @@
-"""Load an expert from a catalog name, a local folder, a GGUF file or a hub id."""
+"""Load an expert from a catalog name, a `SCHEME:NAME`, a local folder, a GGUF file or a hub id."""
 
 import json
 from collections.abc import Sequence
@@ -16,7 +16,6 @@ from dllg.errors import DllgError
 from dllg.experts.device import resolve_device, resolve_dtype
 from dllg.experts.expert import Expert
 from dllg.sources import resolve_source
-from dllg.tiny import TINY_PREFIX, named_tiny_expert
 
 
 def load_expert(
@@ -26,9 +25,9 @@ def load_expert(
 ) -> Expert:
     target_device = resolve_device(device)
     target_dtype = resolve_dtype(dtype, target_device)
-    if name_or_path.startswith(TINY_PREFIX):
-        return _tiny_expert(name_or_path, target_device, target_dtype)
     source = resolve_source(name_or_path)
+    if source.build is not None:  # a model its name scheme builds in memory (tiny:SEED)
+        return source.build(target_device, target_dtype)
     kwargs = source.load_kwargs()
     try:
         tokenizer = load_tokenizer(source.path, kwargs)
@@ -62,14 +61,6 @@ def load_tokenizer(path: str, kwargs: dict) -> PreTrainedTokenizerBase:
         if declared in GENERIC_TOKENIZER_CLASSES:
             return PreTrainedTokenizerFast.from_pretrained(path, **kwargs)
     return AutoTokenizer.from_pretrained(path, **kwargs)
-
-
-def _tiny_expert(name: str, device: torch.device, dtype: torch.dtype) -> Expert:
-    """`tiny:SEED`: a tiny random Qwen2 built in memory, for pipelines and configs that must run anywhere."""
-    seed = name.removeprefix(TINY_PREFIX)
-    if not seed.isdigit():
-        raise DllgError(f"{name!r}: a tiny expert is named tiny:SEED with an integer seed, e.g. tiny:0")
-    return named_tiny_expert(int(seed), device, dtype)
 
 
 def per_expert(value: object, count: int, what: str) -> list:

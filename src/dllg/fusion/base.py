@@ -13,6 +13,7 @@ from typing import ClassVar
 import torch
 
 from dllg.errors import DllgError
+from dllg.registry import register_unique
 
 
 @dataclass
@@ -61,8 +62,7 @@ RULES: dict[str, type[FusionRule]] = {}
 
 
 def register_rule(cls: type[FusionRule]) -> type[FusionRule]:
-    RULES[cls.name] = cls
-    return cls
+    return register_unique(RULES, cls.name, cls, "fusion rule")
 
 
 def rule_options(name: str) -> list[str]:
@@ -113,6 +113,14 @@ class WeightedRule(FusionRule):
             probs = torch.softmax(inputs.logits, dim=-1)
             scores = torch.log((weights.unsqueeze(-1) * probs).sum(-2))
         return FusionOutput(scores=scores, weights=weights)
+
+
+def parse_weights(text: str, example: str) -> list[float]:
+    """Weights written "0.3,0.7" or "0.3 0.7"; `example` shows how to write them where they were given."""
+    try:
+        return [float(w) for w in text.replace(",", " ").split()]
+    except ValueError as exc:
+        raise DllgError(f"{text!r} is not a list of numbers: write e.g. {example}") from exc
 
 
 def check_weights(values: list[float], count: int, rule: str) -> torch.Tensor:

@@ -12,6 +12,7 @@ from torch import nn
 
 from dllg.errors import DllgError
 from dllg.gate.config import GateConfig
+from dllg.registry import register_unique
 
 
 class ExpertStateNorm(nn.Module):
@@ -85,5 +86,4 @@ GATES: dict[str, type[Gate]] = {}
 
 
 def register_gate(cls: type[Gate]) -> type[Gate]:
-    GATES[cls.variant] = cls
-    return cls
+    return register_unique(GATES, cls.variant, cls, "gate variant")

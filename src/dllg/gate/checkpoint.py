@@ -13,7 +13,7 @@ from transformers import PreTrainedModel
 from dllg.errors import DllgError
 from dllg.gate.base import GATES, Gate
 from dllg.gate.config import GateConfig
-from dllg.world.assets import local_path
+from dllg.sources import resolve_path
 
 WEIGHTS = "gate.safetensors"
 CONFIG = "gate.json"
@@ -40,7 +40,7 @@ def save_gate(gate: Gate, folder: str | Path, extra: dict | None = None) -> Path
 
 
 def read_gate_config(folder: str | Path) -> tuple[GateConfig, dict]:
-    path = local_path(folder) / CONFIG
+    path = resolve_path(folder) / CONFIG
     if not path.is_file():
         raise DllgError(
             f"{folder} is not a gate checkpoint: {CONFIG} is missing (train one with `dllg train`)"
@@ -53,7 +53,7 @@ def read_gate_config(folder: str | Path) -> tuple[GateConfig, dict]:
 
 
 def load_gate(folder: str | Path, aux_model: PreTrainedModel | None = None) -> Gate:
-    folder = local_path(folder)
+    folder = resolve_path(folder)
     config, _ = read_gate_config(folder)
     gate = build_gate(config, aux_model)
     try:

@@ -8,7 +8,6 @@ fuses experts. Names are `PREFIX` or `PREFIX:ARGUMENT`: `expert:NAME`, `uniform`
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +19,9 @@ from dllg.decode.prompts import encode_prompt, encode_user_text
 from dllg.errors import DllgError
 from dllg.experts import ExpertPool
 from dllg.fusion import FusionRule, make_rule
+from dllg.fusion.base import parse_weights
+from dllg.plugins import load_plugins
+from dllg.registry import register_unique
 from dllg.tasks.base import Example
 
 RecordKey = tuple[str, str, str, str]  # (method, task, split, example_id): one record each
@@ -172,14 +174,10 @@ class MethodSpec:
 
 METHODS: dict[str, MethodSpec] = {}
 
-# Modules that register more methods (`router:*`, `merge:*`) with @register_method; imported on first use,
-# so that they may import this module without a cycle.
-PLUGIN_MODULES: tuple[str, ...] = ("dllg.baselines.methods",)
-
 
 def all_methods() -> dict[str, MethodSpec]:
-    for module in PLUGIN_MODULES:
-        importlib.import_module(module)
+    """These methods, and the ones plug-ins register (`router:*`, `merge:*` from dllg.baselines)."""
+    load_plugins()
     return METHODS
 
 
@@ -188,7 +186,7 @@ def register_method(prefix: str, form: str | None = None) -> Callable[[MethodFac
     form = form or prefix
 
     def decorate(factory: MethodFactory) -> MethodFactory:
-        METHODS[prefix] = MethodSpec(prefix, form, ":" in form, factory)
+        register_unique(METHODS, prefix, MethodSpec(prefix, form, ":" in form, factory), "method")
         return factory
 
     return decorate
@@ -226,11 +224,7 @@ for _rule in ("uniform", "entropy", "packllm", "majority", "unite"):
 
 @register_method("static", "static:W1,W2,...")
 def _static(name: str, argument: str) -> Method:
-    try:
-        weights = [float(w) for w in argument.replace(",", " ").split()]
-    except ValueError as exc:
-        raise DllgError(f"method {name!r}: the weights are not numbers; write e.g. static:0.3,0.7") from exc
-    return RuleMethod(name, "static", weights=weights)
+    return RuleMethod(name, "static", weights=parse_weights(argument, "static:0.3,0.7"))
 
 
 @register_method("dllg", "dllg:PATH")

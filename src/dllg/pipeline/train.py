@@ -18,13 +18,12 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from safetensors.torch import load_file
 
+from dllg.config import LossForm, TrainConfig
 from dllg.errors import DllgError
 from dllg.gate import Gate, save_gate
 from dllg.gate.checkpoint import WEIGHTS, load_trainable
@@ -32,26 +31,8 @@ from dllg.gate.checkpoint import WEIGHTS, load_trainable
 TRAINER_STATE = "trainer.pt"  # written last: a checkpoint folder without it is incomplete
 LOG = "log.jsonl"
 RUN = "run.json"
-LossForm = Literal["per_response", "pooled"]
 # Settings that may change between a run and its resumption without changing what was trained so far.
 RESUMABLE_SETTINGS = ("steps", "checkpoint_every", "eval_every", "log_every")
-
-
-class TrainConfig(BaseModel):
-    """Defaults are the paper's Appendix A where it gives them (steps, batch size); lr is ours."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    steps: int = Field(1000, ge=1)
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(1e-4, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
-    checkpoint_every: int = Field(100, ge=1)
-    eval_every: int = Field(100, ge=1)
-    log_every: int = Field(10, ge=1)
-    seed: int = 0
-    loss: LossForm = "per_response"  # the paper's eq. 5; "pooled": every token of the batch counts alike
 
 
 @dataclass

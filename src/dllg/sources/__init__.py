@@ -7,10 +7,13 @@ from dllg.sources.pypi_parts import Downloader, downloads_dir, ensure_gguf, gguf
 from dllg.sources.resolve import (
     CachedModel,
     ModelSource,
+    NameScheme,
     fetch_model,
     list_cached,
     model_dir,
     models_dir,
+    register_scheme,
+    resolve_path,
     resolve_source,
 )
 
@@ -21,6 +24,7 @@ __all__ = [
     "CatalogEntry",
     "Downloader",
     "ModelSource",
+    "NameScheme",
     "WheelPart",
     "convert_gguf",
     "downloads_dir",
@@ -36,5 +40,7 @@ __all__ = [
     "models_dir",
     "pip_download",
     "read_marker",
+    "register_scheme",
+    "resolve_path",
     "resolve_source",
 ]

@@ -5,20 +5,18 @@ from pathlib import Path
 
 from dllg.errors import DllgError
 from dllg.sources.resolve import resolve_source
-from dllg.tiny import TINY_PREFIX
 
 
 def weights_fingerprint(source: str) -> str:
     """12 hex digits that change when a local source's files are rewritten (retrained, re-converted,
-    re-merged). `tiny:SEED` is its own fingerprint; a hub id, whose files are not here, its name."""
-    if source.startswith(TINY_PREFIX):
-        return source
+    re-merged). A model built in memory (`tiny:SEED`) is its own fingerprint; a hub id, whose files are
+    not here, its name."""
     try:
         resolved = resolve_source(source)
     except DllgError:
         return source
     folder = Path(resolved.path)
-    if resolved.kind == "hub" or not folder.is_dir():
+    if resolved.kind in ("hub", "memory") or not folder.is_dir():
         return source
     files = [folder / resolved.gguf_file] if resolved.gguf_file else sorted(folder.iterdir())
     stats = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]

@@ -1,5 +1,8 @@
-"""Turn what a user typed (catalog name, folder, .gguf file, hub id) into something to load, and
-fetch/list the catalog models in the cache.
+"""Turn what a user typed (catalog name, `SCHEME:NAME`, folder, .gguf file, hub id) into something to
+load, and fetch/list the catalog models in the cache.
+
+Name schemes (`tiny:SEED`, `world:NAME`) are plug-ins: each registers a `NameScheme` (`register_scheme`)
+when imported, and `dllg.plugins` imports them; nothing here knows them by name.
 
 Cache layout (`dllg.paths.cache_dir()`): `downloads/<name>/` wheels, `gguf/<name>.gguf` joined file,
 `models/<name>/` converted bf16 folder (with its `dllg-source.json` marker).
@@ -7,6 +10,7 @@ Cache layout (`dllg.paths.cache_dir()`): `downloads/<name>/` wheels, `gguf/<name
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -15,13 +19,15 @@ from rich.console import Console
 
 from dllg.errors import DllgError
 from dllg.paths import cache_dir
+from dllg.plugins import load_plugins
+from dllg.registry import register_unique
 from dllg.sources import catalog
 from dllg.sources.catalog import CatalogEntry, find_entry, get_entry
 from dllg.sources.gguf import convert_gguf, is_converted
 from dllg.sources.pypi_parts import Downloader, downloads_dir, ensure_gguf, gguf_path
-from dllg.world.assets import is_world_name, world_asset
 
-SourceKind = Literal["catalog", "local", "gguf", "hub", "world"]
+# "packaged": a folder shipped inside a Python package; "memory": built in memory by `build`, no files.
+SourceKind = Literal["catalog", "local", "gguf", "hub", "packaged", "memory"]
 CachedState = Literal["converted", "gguf only", "wheels only", "not fetched"]
 
 # "name" or "org/name" as the hub spells repository ids; anything else is not sent there.
@@ -33,12 +39,43 @@ class ModelSource:
     """Where one expert comes from: `from_pretrained(source.path, **source.load_kwargs())`."""
 
     kind: SourceKind
-    path: str  # a folder, or a hub id when kind == "hub"
+    path: str  # a folder, or a hub id when kind == "hub" (the name itself when kind == "memory")
     gguf_file: str | None
     name: str  # for display
+    build: Callable[[Any, Any], Any] | None = None  # kind "memory": (device, dtype) -> the expert
 
     def load_kwargs(self) -> dict[str, Any]:
         return {"gguf_file": self.gguf_file} if self.gguf_file else {}
+
+
+@dataclass(frozen=True)
+class NameScheme:
+    """Names that start with `prefix` ("world:") and what they mean; `resolve` raises DllgError on a
+    name it does not know, saying which names it has."""
+
+    prefix: str
+    description: str
+    resolve: Callable[[str], ModelSource]
+
+
+SCHEMES: dict[str, NameScheme] = {}
+
+
+def register_scheme(scheme: NameScheme) -> NameScheme:
+    return register_unique(SCHEMES, scheme.prefix, scheme, "model name scheme")
+
+
+def find_scheme(name: str | Path) -> NameScheme | None:
+    if not isinstance(name, str):
+        return None
+    load_plugins()
+    return next((s for prefix, s in SCHEMES.items() if name.startswith(prefix)), None)
+
+
+def resolve_path(name: str | Path) -> Path:
+    """A folder named by a scheme (`world:gate`) as its path; any other name or path unchanged."""
+    scheme = find_scheme(name)
+    return Path(scheme.resolve(str(name)).path) if scheme else Path(name)
 
 
 @dataclass(frozen=True)
@@ -64,12 +101,14 @@ def _looks_like_path(text: str) -> bool:
 
 
 def resolve_source(name_or_path: str) -> ModelSource:
-    """Catalog name, `world:NAME`, then an existing folder or .gguf file, then a hub id; DllgError else.
+    """A registered scheme's name (`tiny:0`, `world:arith`), a catalog name, then an existing folder or
+    .gguf file, then a hub id; DllgError else.
 
     A string like "org/name" that is not an existing folder is taken as a hub id, as transformers does.
     """
-    if is_world_name(name_or_path):
-        return ModelSource("world", str(world_asset(name_or_path)), None, name_or_path)
+    scheme = find_scheme(name_or_path)
+    if scheme is not None:
+        return scheme.resolve(name_or_path)
     entry = find_entry(name_or_path)
     if entry is not None:
         folder = model_dir(entry.name)

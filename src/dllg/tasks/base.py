@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dllg.errors import DllgError
+from dllg.plugins import load_plugins
+from dllg.registry import register_unique
 from dllg.verify.base import Reference
 
 # Split names used across tasks. "eval" is our held-out evaluation split where a benchmark publishes
@@ -89,18 +91,18 @@ _TASK_MODULES = (
     "code_r1",
     "bigcodebench",
     "dataframebench",
-    "world",
 )
 
 
 def register(task: Task) -> Task:
-    TASKS[task.name] = task
-    return task
+    return register_unique(TASKS, task.name, task, "task")
 
 
 def all_tasks() -> dict[str, Task]:
+    """The benchmarks of this package, then the tasks plug-ins add (the synthetic world's)."""
     for module in _TASK_MODULES:
         importlib.import_module(f"dllg.tasks.{module}")
+    load_plugins()
     return TASKS
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from dllg.errors import DllgError
+from dllg.registry import register_unique
 
 Status = Literal["pass", "fail", "timeout", "error"]
 STATUSES: tuple[Status, ...] = ("pass", "fail", "timeout", "error")
@@ -132,8 +133,7 @@ _VERIFIER_MODULES = ("dllg.verify.math", "dllg.verify.exact", "dllg.verify.code"
 
 
 def register(verifier: Verifier) -> Verifier:
-    VERIFIERS[verifier.name] = verifier
-    return verifier
+    return register_unique(VERIFIERS, verifier.name, verifier, "verifier")
 
 
 def get_verifier(name: str) -> Verifier:

@@ -2,20 +2,18 @@
 
 `world:arith` and `world:code` are the experts, `world:base` the base they were fine-tuned from,
 `world:gate` the trained gate, `world:router-embedllm` and `world:router-routerdc` the routers.
-`scripts/build_world.py` regenerates all of them.
+`scripts/build_world.py` regenerates all of them. Importing this module registers the name scheme
+`world:`, so every place that takes a model, gate or router folder takes these names.
 """
 
 import hashlib
 from pathlib import Path
 
 from dllg.errors import DllgError
+from dllg.sources import ModelSource, NameScheme, register_scheme
 
 WORLD_PREFIX = "world:"
 ASSETS_DIR = Path(__file__).parent / "assets"
-
-
-def is_world_name(name: str | Path) -> bool:
-    return isinstance(name, str) and name.startswith(WORLD_PREFIX)
 
 
 def world_asset(name: str) -> Path:
@@ -31,11 +29,6 @@ def world_asset(name: str) -> Path:
     return folder
 
 
-def local_path(name: str | Path) -> Path:
-    """`world:NAME` as its folder; any other name or path unchanged."""
-    return world_asset(name) if is_world_name(name) else Path(name)
-
-
 def assets_fingerprint() -> str:
     """12 hex digits that change whenever any shipped weight file changes (a rebuild)."""
     digest = hashlib.sha256()
@@ -43,3 +36,12 @@ def assets_fingerprint() -> str:
         digest.update(path.relative_to(ASSETS_DIR).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
+
+
+register_scheme(
+    NameScheme(
+        WORLD_PREFIX,
+        "world:NAME, the synthetic world's models, gate and routers shipped inside dllg",
+        lambda name: ModelSource("packaged", str(world_asset(name)), None, name),
+    )
+)

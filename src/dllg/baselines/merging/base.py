@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dllg.errors import DllgError
+from dllg.registry import register_unique
 
 # (expert folders, base folder or None, options) -> mergekit MergeConfiguration as a dict (without dtype).
 PlanFn = Callable[[list[str], str | None, dict[str, Any]], dict[str, Any]]
@@ -25,7 +26,7 @@ def register_merge(
     name: str, options: tuple[str, ...], needs_base: bool = False
 ) -> Callable[[PlanFn], PlanFn]:
     def wrap(plan: PlanFn) -> PlanFn:
-        MERGES[name] = MergeMethod(name, plan, options, needs_base)
+        register_unique(MERGES, name, MergeMethod(name, plan, options, needs_base), "merge method")
         return plan
 
     return wrap

@@ -8,7 +8,6 @@ from safetensors import safe_open
 from dllg.errors import DllgError
 from dllg.experts.loading import load_expert
 from dllg.sources import resolve_source
-from dllg.tiny import TINY_PREFIX
 
 
 def safetensors_files(folder: Path) -> list[Path]:
@@ -17,12 +16,11 @@ def safetensors_files(folder: Path) -> list[Path]:
 
 def materialise(source: str, scratch: Path) -> Path:
     """A folder holding `source` as config + safetensors + tokenizer; written to `scratch` when needed."""
-    if not source.startswith(TINY_PREFIX):
-        resolved = resolve_source(source)
-        folder = Path(resolved.path)
-        if resolved.kind in ("local", "catalog", "world") and safetensors_files(folder):
-            return folder
-    # tiny:SEED, GGUF files, hub ids and .bin folders are loaded once and saved as safetensors.
+    resolved = resolve_source(source)
+    folder = Path(resolved.path)
+    if resolved.kind in ("local", "catalog", "packaged") and safetensors_files(folder):
+        return folder
+    # Models built in memory (tiny:SEED), GGUF files, hub ids and .bin folders are loaded once and saved.
     expert = load_expert(source, device="cpu", dtype="float32")
     scratch.mkdir(parents=True, exist_ok=True)
     expert.model.save_pretrained(scratch)

@@ -12,6 +12,7 @@ import torch
 from dllg.decode.padding import right_pad
 from dllg.errors import DllgError
 from dllg.experts import Expert
+from dllg.registry import register_unique
 
 
 class PromptEncoder(Protocol):
@@ -27,8 +28,7 @@ ENCODERS: dict[str, Callable[..., PromptEncoder]] = {}
 
 def register_encoder(name: str) -> Callable[[Callable[..., PromptEncoder]], Callable[..., PromptEncoder]]:
     def wrap(factory: Callable[..., PromptEncoder]) -> Callable[..., PromptEncoder]:
-        ENCODERS[name] = factory
-        return factory
+        return register_unique(ENCODERS, name, factory, "prompt encoder")
 
     return wrap
 

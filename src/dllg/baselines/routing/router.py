@@ -13,7 +13,8 @@ from safetensors.torch import load_file, save_file
 
 from dllg.baselines.routing.encoders import PromptEncoder, encoder_from_spec
 from dllg.errors import DllgError
-from dllg.world.assets import local_path
+from dllg.registry import register_unique
+from dllg.sources import resolve_path
 
 WEIGHTS = "router.safetensors"
 CONFIG = "router.json"
@@ -42,8 +43,7 @@ ROUTERS: dict[str, type[RouterHead]] = {}
 def register_router(kind: str) -> Callable[[type[RouterHead]], type[RouterHead]]:
     def wrap(cls: type[RouterHead]) -> type[RouterHead]:
         cls.kind = kind
-        ROUTERS[kind] = cls
-        return cls
+        return register_unique(ROUTERS, kind, cls, "router")
 
     return wrap
 
@@ -87,7 +87,7 @@ class Router:
 
 def load_router(folder: str | Path, encoder: PromptEncoder | None = None) -> Router:
     """Rebuild a saved router; pass `encoder` to reuse one already loaded (e.g. an expert of the pool)."""
-    folder = local_path(folder)
+    folder = resolve_path(folder)
     if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
         raise DllgError(f"{folder} is not a router: expected {CONFIG} and {WEIGHTS} from `dllg route train`")
     config = json.loads((folder / CONFIG).read_text())
