@@ -9,6 +9,10 @@ the test machinery was found untouched. Printing a fake marker, exiting early (s
 signal) or patching unittest therefore never yields a pass. A program written against this runner (walking
 the interpreter's frames or heap to the closure that makes the marker) could still forge one: the marker
 stops accidents and ordinary reward hacks, while the OS-level isolation is what contains a hostile program.
+
+Results that could lie (an object whose `__eq__` is always True passes every `assert f(x) == y`) are
+refused by `_Guard`, which lives in `result_guard.py`: `sandbox.py` sends that file's source first and this
+one after it, so both run as one script.
 """
 
 import builtins
@@ -193,11 +197,14 @@ def _main() -> None:
     modules, classes = _unittest_objects() if unittest_kind else ([], [])
     loose = _snapshot([builtins, *modules])
     strict = _snapshot(classes)
+    # This runner's own functions are globals of __main__: `import __main__` must not reach them.
+    sys.modules["__main__"] = types.ModuleType("__main__")
     # A real module, so tests can patch names in it (`patch(__name__ + ".choice")`); not __main__, so a
     # program's `if __name__ == "__main__":` demo block does not run.
     module = types.ModuleType("__sandbox__")
     sys.modules[module.__name__] = module
     namespace = module.__dict__
+    guard = _Guard(namespace)  # noqa: F821 - defined by result_guard.py, sent before this file
     failure = None
     try:
         if kind == "stdio":
@@ -207,17 +214,23 @@ def _main() -> None:
             # A trace or profile hook could jump over failing asserts: the tests run without any.
             settrace(None)
             setprofile(None)
-            before_tests = dict(namespace)
-            exec(tests, namespace)
+            tests_ns = guard.tests_namespace(namespace)
+            before_tests = dict(tests_ns)
+            exec(tests, tests_ns)
             if unittest_kind:
-                failure = _run_unittests(_test_classes(namespace, before_tests))
+                failure = _run_unittests(_test_classes(tests_ns, before_tests))
     except BaseException as err:  # SystemExit and KeyboardInterrupt are failures too
-        report(_describe(err))
+        report({"status": "fail", "reason": guard.refusal} if guard.refusal else _describe(err))
+    if guard.refusal is not None:  # even where a test caught the refusal
+        report({"status": "fail", "reason": guard.refusal})
     if failure is not None:
         report({"status": "fail", "reason": failure})
     changed = _tampered(loose, allow_new=True) or _tampered(strict, allow_new=False)
     if changed is not None or gettrace() is not None:
         report({"status": "fail", "reason": f"the program patched the test machinery ({changed or 'trace'})"})
+    lie = guard.final_reason() if kind != "stdio" else None
+    if lie is not None:
+        report({"status": "fail", "reason": lie})
     _flush()
     write(result_fd, passed_marker())
     exit_now(0)

@@ -7,8 +7,9 @@ Isolation, each layer for a reason:
 - an unprivileged uid (nobody) with no capabilities: root-only files stay unreadable and the rlimits
   that `harness.py` sets (CPU, address space, file size) cannot be raised again.
 - a v1 pids cgroup per run caps the process count: RLIMIT_NPROC does not bind root, and a fork bomb
-  must not reach the shared machine. Without that cgroup the pid namespace and the wall-clock kill
-  still bound it in time.
+  must not reach the shared machine. Without that cgroup (none writable here, or `pids_cgroup=False`),
+  RLIMIT_NPROC (`Limits.nproc_backstop`, counted over all of nobody's processes) caps it where the run
+  drops to nobody, and the pid namespace and the wall-clock kill bound it in time.
 - a scrubbed environment, stdout/stderr capped (the rest is read and dropped), a wall-clock timeout.
 """
 
@@ -34,7 +35,10 @@ from dllg.errors import DllgError
 from dllg.paths import cache_dir
 from dllg.verify.base import TestKind, Verdict, map_bounded
 
-HARNESS_SOURCE = (Path(__file__).with_name("harness.py")).read_text()
+# One script: the guard against lying results, then the runner that uses it (see harness.py).
+HARNESS_SOURCE = "\n\n".join(
+    (Path(__file__).with_name(name)).read_text() for name in ("result_guard.py", "harness.py")
+)
 PIDS_CGROUP_ROOT = Path("/sys/fs/cgroup/pids")
 NOBODY = 65534
 # Single-threaded numeric libraries: thread pools reserve address space that RLIMIT_AS counts.
@@ -138,11 +142,15 @@ def pids_cgroup_root() -> Path | None:
 class Sandbox:
     """Runs jobs under `limits`; `run_many` runs several at once, at most `max_workers` in flight."""
 
-    def __init__(self, limits: Limits | None = None, python: str | None = None) -> None:
+    def __init__(
+        self, limits: Limits | None = None, python: str | None = None, pids_cgroup: bool = True
+    ) -> None:
+        """pids_cgroup=False runs without the per-run cgroup even where one is available, on the
+        RLIMIT_NPROC backstop alone (as on machines without a v1 pids cgroup; the tests use it)."""
         self.limits = limits or Limits()
         self.python = python or sys.executable
         self.bwrap = find_bwrap()
-        self.cgroup_root = pids_cgroup_root()
+        self.cgroup_root = pids_cgroup_root() if pids_cgroup else None
         # As root, setpriv (util-linux) drops the run to an unprivileged uid inside the sandbox.
         self.setpriv = shutil.which("setpriv") if os.geteuid() == 0 else None
         self.drop_uid = self.setpriv is not None
