@@ -8,15 +8,14 @@ import torch
 
 from dllg import Ensemble
 from dllg.decode.loop import _Batch, _fusion_input
-from dllg.decode.padding import left_pad
 from dllg.fusion import make_rule
 
 STEPS = 12
 
 
-def step_ms(experts, ids, mask) -> tuple[float, list]:
-    batch = _Batch(experts, ids, mask)
-    outputs = batch.prefill(ids)
+def step_ms(experts, prompt: list[int]) -> tuple[float, list]:
+    batch = _Batch(experts)
+    outputs = batch.prefill([prompt])
     token = torch.tensor([100])
     start = time.perf_counter()
     for _ in range(STEPS):
@@ -27,13 +26,13 @@ def step_ms(experts, ids, mask) -> tuple[float, list]:
 def main() -> None:
     names = sys.argv[1:] or ["qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"]
     ensemble = Ensemble(names)
-    ids, mask = left_pad([ensemble.encode("Write a Python function that reverses a string.")], 0)
+    prompt = ensemble.encode("Write a Python function that reverses a string.")
     alone = []
     for expert in ensemble.pool.experts:
-        ms, _ = step_ms([expert], ids, mask)
+        ms, _ = step_ms([expert], prompt)
         alone.append(ms)
         print(f"expert={expert.name} dtype={str(expert.dtype).removeprefix('torch.')} step_ms={ms:.1f}")
-    together, outputs = step_ms(ensemble.pool.experts, ids, mask)
+    together, outputs = step_ms(ensemble.pool.experts, prompt)
     rule = make_rule("uniform")
     rule.bind(ensemble.names)
     start = time.perf_counter()

@@ -32,7 +32,7 @@ from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from dllg.decode import GenerationConfig, generate
 from dllg.decode.prompts import encode_prompt
-from dllg.experts import Expert, ExpertPool
+from dllg.experts import ExpertPool, HFExpert
 from dllg.fusion import make_rule
 from dllg.tasks.base import Example
 from dllg.tasks.scoring import verify_responses
@@ -191,7 +191,7 @@ def train(
 
 
 def accuracy(
-    expert: Expert, examples: list[Example], given_steps: bool = False, max_new_tokens: int = 96
+    expert: HFExpert, examples: list[Example], given_steps: bool = False, max_new_tokens: int = 96
 ) -> float:
     """Greedy answers through the project's decode loop, judged by the real verifiers.
 
@@ -242,7 +242,7 @@ def main() -> None:
         folder = args.out / skill
         model.save_pretrained(str(folder))
         tokenizer.save_pretrained(str(folder))
-        expert = Expert(f"world-{skill}", model, tokenizer, source=str(folder))
+        expert = HFExpert(f"world-{skill}", model, tokenizer, source=str(folder))
         table[skill] = {f: accuracy(expert, test_sets[f]) for f in FAMILIES}
         hard = [e for e in test_sets["mixed"] if "needs-both" in e.metadata["tags"]]
         table[skill]["mixed-hard"] = accuracy(expert, hard)

@@ -11,7 +11,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from dllg.errors import DllgError
-from dllg.experts import Expert, ExpertPool
+from dllg.experts import ExpertPool, HFExpert
 from dllg.experts.device import resolve_device, resolve_dtype
 from dllg.sources import ModelSource, NameScheme, register_scheme
 
@@ -89,17 +89,17 @@ def tiny_expert(
     hidden: int = 32,
     dtype: torch.dtype = torch.float32,
     tokenizer: PreTrainedTokenizerFast | None = None,
-) -> Expert:
+) -> HFExpert:
     tokenizer = tokenizer or tiny_tokenizer()
     model = tiny_model(seed, len(tokenizer) + padded_rows, hidden=hidden, dtype=dtype)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    return Expert(name or f"tiny-{seed}", model, tokenizer)
+    return HFExpert(name or f"tiny-{seed}", model, tokenizer)
 
 
 TINY_PREFIX = "tiny:"
 
 
-def named_tiny_expert(seed: int, device: torch.device, dtype: torch.dtype) -> Expert:
+def named_tiny_expert(seed: int, device: torch.device, dtype: torch.dtype) -> HFExpert:
     """The expert `tiny:SEED` names: width 32, 64, 96 or 128 by seed, so that pools differ in shape."""
     expert = tiny_expert(seed, name=f"{TINY_PREFIX}{seed}", hidden=32 * (seed % 4 + 1), dtype=dtype)
     expert.model.to(device)

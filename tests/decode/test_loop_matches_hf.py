@@ -80,7 +80,7 @@ def recompute_greedy(pool: ExpertPool, rule_name: str, prompt: list[int], steps:
             from dllg.fusion import PromptContext
 
             rule.start(
-                PromptContext(ids, mask, torch.stack([pool[i].mean_nll(ids, mask) for i in running], -1))
+                PromptContext(ids, mask, torch.stack([pool[i].mean_nll([tokens]) for i in running], -1))
             )
         from dllg.fusion import FusionInput
 

@@ -3,7 +3,6 @@
 import torch
 
 from dllg.decode import GenerationConfig
-from dllg.decode.padding import right_pad
 from dllg.decode.prompts import encode_user_text, user_text
 from dllg.ensemble import Ensemble
 from dllg.fusion import FusionInput, PromptContext, make_rule
@@ -48,8 +47,7 @@ def test_generation_weights_come_from_the_users_text_alone():
     out = ensemble.generate([MESSAGES], "packllm", max_new_tokens=3)[0]
 
     def nll_of(ids: list[int]) -> torch.Tensor:
-        padded, mask = right_pad([ids], tok.pad_token_id)
-        return torch.stack([e.mean_nll(padded, mask)[0] for e in experts])
+        return torch.stack([e.mean_nll([ids])[0] for e in experts])
 
     user_ids = encode_user_text(tok, MESSAGES)
     expected = torch.softmax(-nll_of(user_ids), -1).float()

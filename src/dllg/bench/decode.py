@@ -67,24 +67,9 @@ def encode(pool: ExpertPool, batch: int) -> list[list[int]]:
     return [tokenizer(t)["input_ids"] for t in texts]
 
 
-def hf_generate_runner(expert: Expert, prompts: list[list[int]], pad_id: int) -> Callable[[int], None]:
-    from dllg.decode.loop import left_pad
-
-    ids, mask = left_pad(prompts, pad_id)
-    ids, mask = ids.to(expert.device), mask.to(expert.device)
-
-    @torch.inference_mode()
-    def run(new_tokens: int) -> None:
-        expert.model.generate(
-            input_ids=ids,
-            attention_mask=mask,
-            max_new_tokens=new_tokens,
-            min_new_tokens=new_tokens,
-            do_sample=False,
-            pad_token_id=pad_id,
-        )
-
-    return run
+def own_generate_runner(expert: Expert, prompts: list[list[int]]) -> Callable[[int], None]:
+    """The expert's backend generating alone (HF `generate`, llama.cpp's own loop)."""
+    return lambda new_tokens: expert.generate_alone(prompts, new_tokens)
 
 
 def fused_runner(pool: ExpertPool, rule: str, prompts: list[list[int]]) -> Callable[[int], None]:
@@ -105,14 +90,13 @@ def bench_decode(
     """One result dict per batch size, then a summary dict with the batch gains."""
     fused_tps: dict[int, float] = {}
     hf_tps: dict[int, list[float]] = {}
-    pad_id = pool.pad_token_id()
     for batch in batch_sizes:
         prompts = encode(pool, batch)
         row: dict[str, object] = {"batch": batch, "rule": rule, "new_tokens": new_tokens}
         limit_step = 0.0
         hf_tps[batch] = []
         for index, expert in enumerate(pool.experts):
-            timing = step_time(hf_generate_runner(expert, prompts, pad_id), new_tokens, repeats)
+            timing = step_time(own_generate_runner(expert, prompts), new_tokens, repeats)
             limit_step += timing.step_seconds
             hf_tps[batch].append(timing.tokens_per_second(batch))
             row[f"expert{index}"] = expert.name

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import torch
 
 from dllg.decode.config import GenerationConfig
-from dllg.decode.padding import left_pad, right_pad
 from dllg.decode.sampling import choose_tokens, make_generator
 from dllg.decode.stopping import StopChecker
 from dllg.errors import DllgError
 from dllg.experts.expert import Expert, ExpertOutput
+from dllg.experts.padding import left_pad
 from dllg.experts.pool import ExpertPool
 from dllg.fusion.base import FusionInput, FusionOutput, FusionRule, PromptContext
 
@@ -28,45 +28,41 @@ class Generation:
 
 
 class _Batch:
-    """The running experts' caches and the rows still decoding (their original indices)."""
+    """The running experts' decoding states and the rows still decoding (their original indices)."""
 
-    def __init__(self, experts: list[Expert], ids: torch.Tensor, mask: torch.Tensor) -> None:
+    def __init__(self, experts: list[Expert]) -> None:
         self.experts = experts
-        self.caches = [e.new_cache() for e in experts]
-        self.rows = torch.arange(ids.shape[0])
-        self.mask = mask
-        self.next_position = mask.sum(-1)  # positions count only real tokens: left padding is invisible
+        self.states: list = []
+        self.rows = torch.arange(0)
 
-    def prefill(self, ids: torch.Tensor) -> list[ExpertOutput]:
-        positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
-        return [
-            e.forward(ids, self.mask, positions, c) for e, c in zip(self.experts, self.caches, strict=True)
-        ]
+    def prefill(self, prompts: list[list[int]]) -> list[ExpertOutput]:
+        outputs = []
+        for expert in self.experts:
+            state, output = expert.prefill(prompts)
+            self.states.append(state)
+            outputs.append(output)
+        self.rows = torch.arange(len(prompts))
+        return outputs
 
     def step(self, tokens: torch.Tensor) -> list[ExpertOutput]:
         """Feed one new token per running sequence to every expert."""
-        self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=-1)
-        positions = self.next_position.unsqueeze(-1)
-        self.next_position = self.next_position + 1
         tokens = tokens.unsqueeze(-1).cpu()
-        return [
-            e.forward(tokens, self.mask, positions, c) for e, c in zip(self.experts, self.caches, strict=True)
-        ]
+        return [e.step(s, tokens) for e, s in zip(self.experts, self.states, strict=True)]
 
     def keep(self, keep: torch.Tensor) -> None:
         self.rows = self.rows[keep]
-        self.mask = self.mask[keep]
-        self.next_position = self.next_position[keep]
-        for expert, cache in zip(self.experts, self.caches, strict=True):
-            expert.select_rows(cache, keep.to(expert.device))
+        for expert, state in zip(self.experts, self.states, strict=True):
+            expert.keep_rows(state, keep)
+
+    def release(self) -> None:
+        # strict=False: a prefill that failed part-way left states for the first experts only
+        for expert, state in zip(self.experts, self.states, strict=False):
+            expert.release(state)
 
 
-def prompt_nll(
-    experts: list[Expert], sequences: list[list[int]], pad_id: int, device: torch.device
-) -> torch.Tensor:
+def prompt_nll(experts: list[Expert], sequences: list[list[int]], device: torch.device) -> torch.Tensor:
     """(B, K): the mean next-token NLL of each sequence under each expert (Pack of LLMs' perplexity)."""
-    ids, mask = right_pad(sequences, pad_id)
-    return torch.stack([e.mean_nll(ids, mask).to(device) for e in experts], -1)
+    return torch.stack([e.mean_nll(sequences).to(device) for e in experts], -1)
 
 
 def check_finite(fused: FusionOutput, inputs: FusionInput, names: list[str], rule: str, step: int) -> None:
@@ -121,46 +117,49 @@ def generate(
 
     if scored_prompts is not None and len(scored_prompts) != len(prompts):
         raise DllgError(f"{len(scored_prompts)} scored prompts for {len(prompts)} prompts: give one each")
-    ids, mask = left_pad(prompts, pool.pad_token_id())
-    nll = None
-    if rule.needs_prompt_nll:
-        nll = prompt_nll(experts, scored_prompts or prompts, pool.pad_token_id(), fusion_device)
-    batch = _Batch(experts, ids, mask)
-    outputs = batch.prefill(ids)
-    rule.start(PromptContext(input_ids=ids, attention_mask=mask, prompt_nll=nll))
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise DllgError("every prompt needs at least one token: an empty prompt cannot be continued")
+    nll = prompt_nll(experts, scored_prompts or prompts, fusion_device) if rule.needs_prompt_nll else None
     names = [pool.names[i] for i in running]
-
     tokens_out: list[list[int]] = [[] for _ in prompts]
     weights_out: list[list[torch.Tensor]] = [[] for _ in prompts]
     reasons: list[str] = [""] * len(prompts)
-    for step in range(config.max_new_tokens):
-        inputs = _fusion_input(outputs, fusion_device)
-        fused = rule.fuse(inputs)
-        check_finite(fused, inputs, names, rule.name, step)
-        scores = fused.scores
-        if step < config.min_new_tokens and len(eos_index):
-            scores = scores.index_fill(-1, eos_index, float("-inf"))
-        tokens = choose_tokens(scores, config, generator)
-        full_weights = torch.zeros(len(tokens), len(pool))
-        full_weights[:, running_index] = fused.weights.float().cpu()
+    batch = _Batch(experts)
+    try:
+        outputs = batch.prefill(prompts)
+        ids, mask = left_pad(prompts, pool.pad_token_id())  # what a rule may read about the prompts
+        rule.start(PromptContext(input_ids=ids, attention_mask=mask, prompt_nll=nll))
 
-        keep: list[int] = []
-        for i, (row, token) in enumerate(zip(batch.rows.tolist(), tokens.tolist(), strict=True)):
-            tokens_out[row].append(token)
-            weights_out[row].append(full_weights[i])
-            reason = stopper.reason(tokens_out[row])
-            if reason:
-                reasons[row] = reason
-            else:
-                keep.append(i)
-        if not keep:
-            break
-        if len(keep) < len(batch.rows):
-            keep_index = torch.tensor(keep, dtype=torch.long)
-            batch.keep(keep_index)
-            rule.keep_rows(keep_index)
-            tokens = tokens[keep_index.to(tokens.device)]
-        outputs = batch.step(tokens)
+        for step in range(config.max_new_tokens):
+            inputs = _fusion_input(outputs, fusion_device)
+            fused = rule.fuse(inputs)
+            check_finite(fused, inputs, names, rule.name, step)
+            scores = fused.scores
+            if step < config.min_new_tokens and len(eos_index):
+                scores = scores.index_fill(-1, eos_index, float("-inf"))
+            tokens = choose_tokens(scores, config, generator)
+            full_weights = torch.zeros(len(tokens), len(pool))
+            full_weights[:, running_index] = fused.weights.float().cpu()
+
+            keep: list[int] = []
+            for i, (row, token) in enumerate(zip(batch.rows.tolist(), tokens.tolist(), strict=True)):
+                tokens_out[row].append(token)
+                weights_out[row].append(full_weights[i])
+                reason = stopper.reason(tokens_out[row])
+                if reason:
+                    reasons[row] = reason
+                else:
+                    keep.append(i)
+            if not keep:
+                break
+            if len(keep) < len(batch.rows):
+                keep_index = torch.tensor(keep, dtype=torch.long)
+                batch.keep(keep_index)
+                rule.keep_rows(keep_index)
+                tokens = tokens[keep_index.to(tokens.device)]
+            outputs = batch.step(tokens)
+    finally:
+        batch.release()  # llama.cpp experts free the batch's sequences
 
     return [
         Generation(

@@ -1,14 +1,27 @@
 """One expert: a frozen causal LM behind a small backend-neutral interface.
 
-The decode loop only ever calls `forward` (a prefill, or a step of one or several new tokens per sequence),
-`select_rows` (drop finished sequences from the cache), `rollback` (forget the last n cached tokens) and,
-for rules that weigh experts by perplexity, `mean_nll` (score whole sequences, no cache).
+The decode loop, the fusion rules, the gate and teacher forcing see only this interface; each backend
+(`hf.py`: Hugging Face transformers, `llamacpp.py`: llama.cpp) implements it, and nothing outside `experts/`
+touches a backend's model. A decoding batch lives in an opaque state the backend returns from `prefill`:
+
+  prefill(prompts)            read the prompts (token ids, ragged), one state for the batch
+  step(state, tokens)         feed T new tokens to every row (B, T); outputs at those T positions
+  keep_rows(state, rows)      drop finished rows (their work stops)
+  rollback(state, counts)     forget each row's last counts[i] tokens (a rejected speculative draft)
+  release(state)              the batch is done
+
+and, without a state, `sequence_states` (teacher forcing: every position's hidden state) and `mean_nll`
+(a sequence's mean next-token NLL: Pack of LLMs' perplexity).
 """
 
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
-from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 
 @dataclass
@@ -17,115 +30,75 @@ class ExpertOutput:
     hidden: torch.Tensor  # (B, T, d): last-layer (final-norm) hidden states at those positions
 
 
-class Expert:
-    """A Hugging Face causal LM with its tokenizer, device and compute dtype."""
+class Expert(ABC):
+    """A frozen causal LM with its tokenizer. `vocab_size` is the shared vocabulary the pool trims to."""
 
-    def __init__(
-        self,
-        name: str,
-        model: PreTrainedModel,
-        tokenizer: PreTrainedTokenizerBase,
-        source: str | None = None,
-    ) -> None:
+    backend: ClassVar[str]
+
+    def __init__(self, name: str, tokenizer: PreTrainedTokenizerBase, source: str | None = None) -> None:
         self.name = name
-        self.model = model.eval()
         self.tokenizer = tokenizer
         self.source = source or name
-        # The decoder stack and the output head are called separately so that the hidden state the gate reads
-        # and the logits come from one pass, and the head runs only on the positions that are needed.
-        self._decoder = model.get_decoder()
-        self._head = model.get_output_embeddings()
-        self._softcap = getattr(model.config, "final_logit_softcapping", None)
-        self.vocab_size = self.output_rows  # trimmed to the shared vocabulary by the pool
+        self.vocab_size = self.output_rows
 
     @property
+    @abstractmethod
     def device(self) -> torch.device:
-        return self._head.weight.device
+        """Where its outputs are returned."""
 
     @property
+    @abstractmethod
     def dtype(self) -> torch.dtype:
-        return self._head.weight.dtype
+        """Its compute dtype (llama.cpp: the dtype its outputs come in)."""
 
     @property
-    def hidden_size(self) -> int:
-        return self._head.weight.shape[1]
+    @abstractmethod
+    def hidden_size(self) -> int: ...
 
     @property
+    @abstractmethod
     def output_rows(self) -> int:
         """Rows of the output head; often padded beyond the tokenizer's size."""
-        return self._head.weight.shape[0]
 
-    def new_cache(self) -> DynamicCache:
-        return DynamicCache(config=self.model.config)
+    @abstractmethod
+    def parameter_count(self) -> int: ...
 
-    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        # Padded head rows are never computed: slicing the weight keeps only the shared vocabulary.
-        logits = torch.nn.functional.linear(hidden, self._head.weight[: self.vocab_size])
-        if self._head.bias is not None:
-            logits = logits + self._head.bias[: self.vocab_size]
-        if self._softcap:
-            logits = torch.tanh(logits / self._softcap) * self._softcap
-        return logits
+    @abstractmethod
+    def eos_token_ids(self) -> set[int]:
+        """End-of-sequence ids the model's own generation settings declare (the tokenizer's are added)."""
 
-    @torch.inference_mode()
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        position_ids: torch.Tensor,
-        cache: DynamicCache,
-        num_logits: int = 1,
-    ) -> ExpertOutput:
-        """Feed new tokens (B, T) given the mask over cached + new positions; return the last positions."""
-        device = self.device
-        input_ids = input_ids.to(device)
-        attention_mask = attention_mask.to(device)
-        out = self._decoder(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids.to(device),
-            past_key_values=cache,
-            use_cache=True,
-        )
-        hidden = out.last_hidden_state[:, -num_logits:]
-        return ExpertOutput(logits=self._logits(hidden), hidden=hidden)
+    @abstractmethod
+    def prefill(self, prompts: list[list[int]]) -> tuple[Any, ExpertOutput]:
+        """Read every prompt; the batch's state and the outputs at each prompt's last position (T = 1)."""
 
-    @torch.inference_mode()
-    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, L, d) last-layer states of right-padded sequences in one pass, no cache (teacher forcing)."""
-        device = self.device
-        positions = torch.arange(input_ids.shape[1], device=device).expand(input_ids.shape[0], -1)
-        out = self._decoder(
-            input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), position_ids=positions
-        )
-        return out.last_hidden_state
+    @abstractmethod
+    def step(self, state: Any, tokens: torch.Tensor) -> ExpertOutput:
+        """Feed `tokens` (B, T) to the rows of `state`; outputs at the T new positions."""
 
-    @torch.inference_mode()
-    def mean_nll(self, ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B,) mean next-token NLL of each right-padded row's real tokens (0 for a one-token row)."""
-        hidden = self.hidden_states(ids, attention_mask)
-        return self._mean_nll(hidden, ids.to(hidden.device), attention_mask.to(hidden.device))
+    @abstractmethod
+    def keep_rows(self, state: Any, rows: torch.Tensor) -> None:
+        """Keep only these rows (indices into the current rows), in this order."""
 
-    def _mean_nll(self, hidden: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Mean NLL of each row's real tokens, one row at a time to bound the (L, V) logits in memory."""
-        losses = []
-        for row in range(ids.shape[0]):
-            keep = mask[row, :-1].bool() & mask[row, 1:].bool()
-            if not keep.any():
-                losses.append(torch.zeros((), device=hidden.device))
-                continue
-            logits = self._logits(hidden[row, :-1][keep]).float()
-            targets = ids[row, 1:][keep]
-            losses.append(torch.nn.functional.cross_entropy(logits, targets))
-        return torch.stack(losses)
+    @abstractmethod
+    def rollback(self, state: Any, counts: torch.Tensor) -> None:
+        """Forget the last counts[i] tokens of row i (0 keeps the row as it is)."""
 
-    @staticmethod
-    def select_rows(cache: DynamicCache, rows: torch.Tensor) -> None:
-        """Keep only these batch rows in the cache (finished sequences stop costing work)."""
-        cache.batch_select_indices(rows)
+    def release(self, state: Any) -> None:  # noqa: B027 - optional hook
+        """The batch is done: free what its state holds outside Python (llama.cpp's sequences)."""
 
-    @staticmethod
-    def rollback(cache: DynamicCache, num_tokens: int) -> None:
-        """Forget the last `num_tokens` cached positions (crop takes a negative count of tokens to drop)."""
-        if num_tokens > 0:
-            cache.crop(-num_tokens)
+    @abstractmethod
+    def sequence_states(self, sequences: list[list[int]]) -> list[torch.Tensor]:
+        """Teacher forcing: each sequence's (len, d) last-layer hidden states, read in one pass."""
+
+    @abstractmethod
+    def mean_nll(self, sequences: list[list[int]]) -> torch.Tensor:
+        """(B,) mean next-token NLL of each sequence (0 for a one-token sequence)."""
+
+    def generate_alone(self, prompts: list[list[int]], new_tokens: int) -> None:
+        """The backend's own greedy generation of exactly `new_tokens` per prompt: the speed reference
+        the benchmarks compare the fused loop with (HF `generate`, llama.cpp's own decode loop)."""
+        raise NotImplementedError(f"the {self.backend} backend has no generation of its own to time")
+
+    def __repr__(self) -> str:
+        dtype = str(self.dtype).removeprefix("torch.")
+        return f"{type(self).__name__}({self.name!r}, {self.device}, {dtype})"

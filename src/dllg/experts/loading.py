@@ -15,6 +15,7 @@ from transformers import (
 from dllg.errors import DllgError
 from dllg.experts.device import resolve_device, resolve_dtype
 from dllg.experts.expert import Expert
+from dllg.experts.hf import HFExpert
 from dllg.sources import resolve_source
 
 
@@ -41,7 +42,7 @@ def load_expert(
         )
         raise DllgError(f"cannot load expert {name_or_path!r} ({source.kind}): {reason}; {hint}") from exc
     model.to(target_device)
-    return Expert(source.name, model, tokenizer, source=name_or_path)
+    return HFExpert(source.name, model, tokenizer, source=name_or_path)
 
 
 # Tokenizer classes that mean "exactly what tokenizer.json says", whatever the model type.

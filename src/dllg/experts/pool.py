@@ -93,12 +93,7 @@ class ExpertPool:
         if self.tokenizer.eos_token_id is not None:
             ids.add(self.tokenizer.eos_token_id)
         for expert in self.experts:
-            config = getattr(expert.model, "generation_config", None)
-            eos = getattr(config, "eos_token_id", None) if config is not None else None
-            if isinstance(eos, int):
-                ids.add(eos)
-            elif eos:
-                ids.update(eos)
+            ids.update(expert.eos_token_ids())
         return {i for i in ids if i < self.vocab_size}
 
     def pad_token_id(self) -> int:

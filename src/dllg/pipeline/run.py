@@ -139,5 +139,5 @@ def build_seeded_gate(config: GateConfig, seed: int) -> Gate:
 
 def smallest_expert_source(pool: ExpertPool) -> str:
     """The paper's aux LM is the smallest model at hand; by default, the smallest expert."""
-    sizes = [sum(p.numel() for p in e.model.parameters()) for e in pool.experts]
+    sizes = [e.parameter_count() for e in pool.experts]
     return pool.experts[sizes.index(min(sizes))].source

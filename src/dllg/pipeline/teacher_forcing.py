@@ -3,7 +3,6 @@ states at the positions that predict each response token, exactly the states dec
 
 import torch
 
-from dllg.decode.padding import right_pad
 from dllg.errors import DllgError
 from dllg.experts import ExpertPool
 
@@ -15,10 +14,10 @@ def teacher_forced_states(
     where position i's state predicts response token i (T = response length)."""
     if any(not p for p in prompts) or any(not r for r in responses):
         raise DllgError("teacher forcing needs a non-empty prompt and response for every example")
-    ids, mask = right_pad([p + r for p, r in zip(prompts, responses, strict=True)], pool.pad_token_id())
-    per_expert = [expert.hidden_states(ids, mask).float().cpu() for expert in pool.experts]
+    sequences = [p + r for p, r in zip(prompts, responses, strict=True)]
+    per_expert = [expert.sequence_states(sequences) for expert in pool.experts]
     examples = []
     for row, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
         start = len(prompt) - 1
-        examples.append([states[row, start : start + len(response)] for states in per_expert])
+        examples.append([states[row][start : start + len(response)].float().cpu() for states in per_expert])
     return examples

@@ -23,8 +23,7 @@ def materialise(source: str, scratch: Path) -> Path:
     # Models built in memory (tiny:SEED), GGUF files, hub ids and .bin folders are loaded once and saved.
     expert = load_expert(source, device="cpu", dtype="float32")
     scratch.mkdir(parents=True, exist_ok=True)
-    expert.model.save_pretrained(scratch)
-    expert.tokenizer.save_pretrained(scratch)
+    expert.save(scratch)
     return scratch
 
 

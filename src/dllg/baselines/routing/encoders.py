@@ -9,7 +9,6 @@ from typing import Any, Protocol
 
 import torch
 
-from dllg.decode.padding import right_pad
 from dllg.errors import DllgError
 from dllg.experts import Expert
 from dllg.registry import register_unique
@@ -61,10 +60,8 @@ class ExpertMeanEncoder:
                 tokenizer(p, add_special_tokens=False)["input_ids"] or [pad]
                 for p in prompts[start:][: self.batch_size]
             ]
-            input_ids, mask = right_pad(ids, pad)
-            hidden = self.expert.hidden_states(input_ids, mask).float().cpu()
-            weights = mask.unsqueeze(-1).float()
-            out.append((hidden * weights).sum(1) / weights.sum(1))
+            states = self.expert.sequence_states(ids)
+            out.append(torch.stack([s.float().cpu().mean(0) for s in states]))
         return torch.cat(out) if out else torch.zeros(0, self.dim)
 
     def spec(self) -> dict[str, Any]:
