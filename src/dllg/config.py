@@ -39,6 +39,7 @@ class ExpertSpec(Strict):
     name: str  # catalog name, SCHEME:NAME (tiny:SEED, world:NAME), local folder, .gguf file, or hub id
     device: str = "auto"
     dtype: str = "auto"
+    backend: Literal["hf", "llamacpp"] = "hf"  # llamacpp: a .gguf file or a catalog model's kept GGUF
 
 
 class TaskSpec(Strict):

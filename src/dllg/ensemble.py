@@ -22,12 +22,14 @@ class Ensemble:
         experts: Sequence[str | Expert],
         device: str | Sequence[str] | None = "auto",
         dtype: str | Sequence[str] | None = "auto",
+        backend: str | Sequence[str] = "hf",
     ) -> None:
         devices = per_expert(device, len(experts), "device")
         dtypes = per_expert(dtype, len(experts), "dtype")
+        backends = per_expert(backend, len(experts), "backend")
         loaded = [
-            load_expert(e, d, t) if isinstance(e, str) else e
-            for e, d, t in zip(experts, devices, dtypes, strict=True)
+            load_expert(e, d, t, b) if isinstance(e, str) else e
+            for e, d, t, b in zip(experts, devices, dtypes, backends, strict=True)
         ]
         self.pool = ExpertPool(loaded)
 

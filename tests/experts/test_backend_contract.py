@@ -44,8 +44,9 @@ def expert(request, tmp_path_factory) -> Expert:
 
 
 def tolerance(expert: Expert) -> dict:
-    # llama.cpp computes in its own kernels and batch shapes (fp32); HF here in float64 (mean_nll in fp32)
-    return {"atol": 2e-3, "rtol": 2e-3} if expert.backend == "llamacpp" else {"atol": 1e-6, "rtol": 1e-6}
+    # llama.cpp: fp32 in its own kernels, not bitwise equal across batch shapes (seen here: 3e-3 on logits
+    # of size ~5); HF here in float64 (mean_nll in fp32). A wrong row or position is off by O(1).
+    return {"atol": 1e-2, "rtol": 1e-2} if expert.backend == "llamacpp" else {"atol": 1e-6, "rtol": 1e-6}
 
 
 def decode(expert: Expert, prompts=PROMPTS, follow=FOLLOW) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

@@ -61,3 +61,9 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 def argv() -> list[str]:
     return expand_multi_value_options(sys.argv[1:])
+
+
+BACKEND_HELP = (
+    "hf (transformers) or llamacpp (a .gguf file or a catalog model's GGUF, on the CPU); one for every "
+    "expert, or one per expert: hf,llamacpp."
+)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from dllg.cli.common import console, user_errors
+from dllg.cli.common import BACKEND_HELP, console, user_errors
 from dllg.errors import DllgError
 
 if TYPE_CHECKING:  # the CLI imports torch-heavy modules only when a command runs
@@ -49,6 +49,7 @@ def eval_command(
     workers: int = typer.Option(2, "--workers", help="Parallel verifier runs (code sandboxes)."),
     device: str = typer.Option("auto", help="Device for every expert, or one per expert: cpu,cuda:0."),
     dtype: str = typer.Option("auto", help="auto (bf16 on GPU / native-bf16 CPUs, else fp32), bf16, fp32..."),
+    backend: str = typer.Option("hf", help=BACKEND_HELP),
     by_tags: list[str] = typer.Option(
         None, "--by-tags", help="Also score this task's examples grouped by their tags (e.g. world-mixed)."
     ),
@@ -63,8 +64,9 @@ def eval_command(
     loaded_tasks = load_eval_tasks(tasks, limit)
     devices = device.split(",") if "," in device else device
     dtypes = dtype.split(",") if "," in dtype else dtype
+    backends = backend.split(",") if "," in backend else backend
     with console.status(f"loading {len(experts)} experts"):
-        pool = ExpertPool(load_experts(experts, devices, dtypes))
+        pool = ExpertPool(load_experts(experts, devices, dtypes, backends))
     config = GenerationConfig(max_new_tokens=max_new_tokens)
     evaluate_and_report(pool, names, loaded_tasks, out, config, batch_size, workers, by_tags or ())
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from dllg.cli.common import console, user_errors
+from dllg.cli.common import BACKEND_HELP, console, user_errors
 from dllg.errors import DllgError
 from dllg.fusion import RULES
 from dllg.fusion.base import parse_weights
@@ -68,6 +68,7 @@ def generate_command(
     batch_size: int = typer.Option(8, "--batch-size"),
     device: str = typer.Option("auto", help="Device for every expert, or one per expert: cpu,cuda:0."),
     dtype: str = typer.Option("auto", help="auto (bf16 on GPU / native-bf16 CPUs, else fp32), bf16, fp32..."),
+    backend: str = typer.Option("hf", help=BACKEND_HELP),
     show_weights: bool = typer.Option(
         False, "--show-weights", help="Print each token with its expert weights."
     ),
@@ -95,7 +96,8 @@ def generate_command(
     devices = device.split(",") if "," in device else device
     dtypes = dtype.split(",") if "," in dtype else dtype
     with console.status(f"loading {len(experts)} experts"):
-        ensemble = Ensemble(experts, device=devices, dtype=dtypes)
+        backends = backend.split(",") if "," in backend else backend
+        ensemble = Ensemble(experts, device=devices, dtype=dtypes, backend=backends)
     results = ensemble.generate(
         texts,
         fusion,

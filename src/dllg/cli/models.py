@@ -34,7 +34,11 @@ def _size(num_bytes: int) -> str:
 def fetch(
     names: list[str] = typer.Argument(..., help="Catalog names, e.g. qwen2.5-coder-0.5b-instruct."),
     force: bool = typer.Option(False, "--force", help="Join and convert again even if already done."),
-    keep_gguf: bool = typer.Option(False, "--keep-gguf", help="Keep the joined .gguf after conversion."),
+    keep_gguf: bool = typer.Option(
+        True,
+        "--keep-gguf/--drop-gguf",
+        help="Keep the joined .gguf after conversion (the llama.cpp backend runs it).",
+    ),
 ) -> None:
     """Download, join and convert models into the cache; a no-op for those already converted."""
     for name in names:

@@ -16,17 +16,26 @@ from dllg.errors import DllgError
 from dllg.experts.device import resolve_device, resolve_dtype
 from dllg.experts.expert import Expert
 from dllg.experts.hf import HFExpert
-from dllg.sources import resolve_source
+from dllg.sources import ModelSource, find_entry, resolve_source
+from dllg.sources.pypi_parts import gguf_path
+
+BACKENDS = ("hf", "llamacpp")
 
 
 def load_expert(
     name_or_path: str,
     device: str | torch.device | None = "auto",
     dtype: str | torch.dtype | None = "auto",
+    backend: str = "hf",
 ) -> Expert:
+    """The expert a name means, run by `backend`: "hf" (transformers) or "llamacpp" (a GGUF file)."""
+    if backend not in BACKENDS:
+        raise DllgError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    source = resolve_source(name_or_path)
+    if backend == "llamacpp":
+        return load_llamacpp_expert(name_or_path, source, device)
     target_device = resolve_device(device)
     target_dtype = resolve_dtype(dtype, target_device)
-    source = resolve_source(name_or_path)
     if source.build is not None:  # a model its name scheme builds in memory (tiny:SEED)
         return source.build(target_device, target_dtype)
     kwargs = source.load_kwargs()
@@ -43,6 +52,40 @@ def load_expert(
         raise DllgError(f"cannot load expert {name_or_path!r} ({source.kind}): {reason}; {hint}") from exc
     model.to(target_device)
     return HFExpert(source.name, model, tokenizer, source=name_or_path)
+
+
+def load_llamacpp_expert(name_or_path: str, source: ModelSource, device: str | torch.device | None) -> Expert:
+    """A .gguf file, or a catalog model's kept GGUF, in llama.cpp; its tokenizer as transformers reads it
+    (the catalog's converted folder has it ready; a bare .gguf file is read once)."""
+    from dllg.experts.llamacpp import LlamaCppExpert
+
+    if device not in (None, "auto", "cpu") and str(device) != "cpu":
+        raise DllgError(f"the llama.cpp backend runs on the CPU here, not {device}: drop --device")
+    if source.kind == "gguf":
+        gguf_file = Path(source.path) / str(source.gguf_file)
+        # A tokenizer saved beside the file is used as saved; otherwise transformers reads the GGUF's.
+        beside = (Path(source.path) / "tokenizer_config.json").is_file()
+        tokenizer_kwargs: dict = {} if beside else {"gguf_file": source.gguf_file}
+        tokenizer_path = source.path
+    elif source.kind == "catalog":
+        gguf_file = gguf_path(source.name)
+        entry = find_entry(source.name)
+        if not gguf_file.is_file() or (entry is not None and gguf_file.stat().st_size != entry.size):
+            raise DllgError(
+                f"{source.name}'s GGUF is not kept in the cache: run `dllg models fetch {source.name}` again "
+                "(it keeps the GGUF for the llama.cpp backend)"
+            )
+        tokenizer_kwargs, tokenizer_path = {}, source.path
+    else:
+        raise DllgError(
+            f"the llama.cpp backend runs GGUF files: {name_or_path!r} is a {source.kind} model; give a .gguf "
+            "file or a catalog name, or use --backend hf"
+        )
+    try:
+        tokenizer = load_tokenizer(tokenizer_path, tokenizer_kwargs)
+    except (OSError, ValueError) as exc:
+        raise DllgError(f"cannot read the tokenizer of {name_or_path!r}: {exc}") from exc
+    return LlamaCppExpert(source.name, gguf_file, tokenizer, source=name_or_path)
 
 
 # Tokenizer classes that mean "exactly what tokenizer.json says", whatever the model type.
@@ -79,7 +122,9 @@ def load_experts(
     names: Sequence[str],
     device: str | Sequence[str] | None = "auto",
     dtype: str | Sequence[str] | None = "auto",
+    backend: str | Sequence[str] = "hf",
 ) -> list[Expert]:
     devices = per_expert(device, len(names), "device")
     dtypes = per_expert(dtype, len(names), "dtype")
-    return [load_expert(n, d, t) for n, d, t in zip(names, devices, dtypes, strict=True)]
+    backends = per_expert(backend, len(names), "backend")
+    return [load_expert(n, d, t, b) for n, d, t, b in zip(names, devices, dtypes, backends, strict=True)]

@@ -21,7 +21,7 @@ from dllg.tasks import get_task
 
 
 def load_pool(config: RunConfig) -> ExpertPool:
-    return ExpertPool([load_expert(e.name, e.device, e.dtype) for e in config.experts])
+    return ExpertPool([load_expert(e.name, e.device, e.dtype, e.backend) for e in config.experts])
 
 
 def load_training_examples(config: RunConfig) -> list[TaskExample]:

