@@ -3,10 +3,19 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dllg-installed
+LLAMACPP_STAMP := $(VENV)/.dllg-llamacpp
 
-.PHONY: venv sandbox test demo lint bench clean
+.PHONY: venv llamacpp sandbox test demo lint bench clean
 
 venv: $(STAMP)
+
+# The llama.cpp backend: llama-cpp-python compiles from source (~10-17 min on 2 cores; pip keeps the wheel).
+# Only the tests need it; the demo runs without it.
+llamacpp: $(LLAMACPP_STAMP)
+
+$(LLAMACPP_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[llamacpp]'
+	touch $(LLAMACPP_STAMP)
 
 # The code sandbox runs model-written programs under bubblewrap (Debian package `bubblewrap`).
 sandbox:
@@ -21,7 +30,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: venv sandbox
+test: venv llamacpp sandbox
 	$(PY) -m ruff check src tests scripts
 	$(PY) -m pytest -q
 

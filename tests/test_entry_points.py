@@ -91,3 +91,10 @@ def test_collect_stops_before_generating_without_bubblewrap(no_bubblewrap, tmp_p
     result = runner.invoke(app, args)
     assert result.exit_code == 1 and "needs bubblewrap" in result.output
     assert not (tmp_path / "labels.jsonl").exists()
+
+
+def test_make_test_builds_the_llamacpp_backend_so_its_tests_run():
+    targets = make_targets()
+    assert "llamacpp" in targets["test"][0]
+    assert any("[llamacpp]" in line for line in targets["$(LLAMACPP_STAMP)"][1])
+    assert "llamacpp" not in targets["demo"][0]  # the quickstart demo does not wait for a C++ build

@@ -1,5 +1,6 @@
-"""Decode speed: each expert's HF `generate`, the fused loop, and the fused loop's ratio to the sequential
-limit 1 / (sum of the experts' step times), all measured in one run on one machine.
+"""Decode speed: each expert generating alone (its backend's own loop: HF `generate`, llama.cpp's), the
+fused loop, and the fused loop's ratio to the sequential limit 1 / (sum of the experts' step times), all
+measured in one run on one machine.
 
 Step times exclude the prefill: each figure is (time of N new tokens - time of 1 new token) / (N - 1).
 """
@@ -101,12 +102,13 @@ def bench_decode(
             hf_tps[batch].append(timing.tokens_per_second(batch))
             row[f"expert{index}"] = expert.name
             row[f"expert{index}_dtype"] = str(expert.dtype).removeprefix("torch.")
-            row[f"expert{index}_hf_tok_s"] = round(timing.tokens_per_second(batch), 2)
+            row[f"expert{index}_alone_tok_s"] = round(timing.tokens_per_second(batch), 2)
         fused = step_time(fused_runner(pool, rule, prompts), new_tokens, repeats)
         fused_tps[batch] = fused.tokens_per_second(batch)
         row["fused_tok_s"] = round(fused_tps[batch], 2)
         row["limit_tok_s"] = round(batch / limit_step, 2)
         row["limit_ratio"] = round(limit_step / fused.step_seconds, 3)
+        row["peak_resident_gb"] = peak_resident_gb()
         yield row
     if len(batch_sizes) >= 2:
         low, high = min(batch_sizes), max(batch_sizes)
@@ -115,8 +117,26 @@ def bench_decode(
             "gain_of": f"{high}/{low}",
         }
         for index in range(len(pool)):
-            summary[f"expert{index}_hf_batch_gain"] = round(hf_tps[high][index] / hf_tps[low][index], 2)
+            summary[f"expert{index}_alone_batch_gain"] = round(hf_tps[high][index] / hf_tps[low][index], 2)
         yield summary
+
+
+def resident_gb() -> float:
+    """This process's resident memory now (GB), from /proc (0 where there is none)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1e6, 2)
+    except OSError:
+        pass
+    return 0.0
+
+
+def peak_resident_gb() -> float:
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)
 
 
 def machine_line() -> dict[str, object]:

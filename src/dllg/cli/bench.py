@@ -1,8 +1,11 @@
 """`dllg bench ...`: benchmark scripts that print `key=value` lines."""
 
+import itertools
+
 import typer
 
 from dllg.cli.common import console, user_errors
+from dllg.errors import DllgError
 
 app = typer.Typer(help="Benchmarks that print figures as key=value lines.", no_args_is_help=True)
 
@@ -29,22 +32,43 @@ def decode_command(
     repeats: int = typer.Option(2, "--repeats", help="Best of this many timings."),
     dtype: str = typer.Option("auto", help="Compute dtype of every expert (auto: per device)."),
     device: str = typer.Option("auto"),
+    backend: str = typer.Option(
+        "hf", help="hf, llamacpp, or both in one run (llamacpp,hf): then their fused speeds are compared."
+    ),
 ) -> None:
-    """Tokens/s of each expert's HF generate, of the fused loop, and its ratio to the sequential limit."""
-    from dllg.bench.decode import bench_decode, format_line, machine_line
+    """Tokens/s of each expert generating alone, of the fused loop, and its ratio to the sequential limit,
+    per backend; with several backends, the ratio between their fused loops, all from this one run."""
+    from dllg.bench.decode import bench_decode, format_line, machine_line, resident_gb
     from dllg.experts import ExpertPool
 
     names = list(experts) if experts else default_experts()
-    if names:
-        from dllg.experts.loading import load_experts
-
-        pool = ExpertPool(load_experts(names, device=device, dtype=dtype))
-    else:
-        from dllg.tiny import tiny_pool
-
-        console.print("# the real pair is not fetched: timing tiny random models (`dllg models fetch ...`)")
-        pool = tiny_pool(dtype=dtype, device=device)
+    backends = backend.split(",")
+    if not names and backends != ["hf"]:
+        raise DllgError("the llama.cpp backend needs GGUF experts: fetch the real pair or give --experts")
     sizes = tuple(int(b) for b in batch_sizes.split(","))
     print(format_line(machine_line()), flush=True)
-    for line in bench_decode(pool, sizes, new_tokens, rule, repeats):
-        print(format_line(line), flush=True)
+    fused: dict[str, dict[int, float]] = {}
+    for name in backends:
+        if names:
+            from dllg.experts.loading import load_experts
+
+            pool = ExpertPool(load_experts(names, device=device, dtype=dtype, backend=name))
+        else:
+            from dllg.tiny import tiny_pool
+
+            console.print(
+                "# the real pair is not fetched: timing tiny random models (`dllg models fetch ...`)"
+            )
+            pool = tiny_pool(dtype=dtype, device=device)
+        print(format_line({"backend": name, "resident_gb_after_load": resident_gb()}), flush=True)
+        fused[name] = {}
+        for line in bench_decode(pool, sizes, new_tokens, rule, repeats):
+            line = {"backend": name, **line}
+            if "fused_tok_s" in line:
+                fused[name][int(line["batch"])] = float(line["fused_tok_s"])
+            print(format_line(line), flush=True)
+        del pool
+    for a, b in itertools.pairwise(backends):
+        for size in sizes:
+            ratio = round(fused[a][size] / fused[b][size], 2)
+            print(format_line({"batch": size, f"fused_{a}_over_{b}": ratio}), flush=True)
