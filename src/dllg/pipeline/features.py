@@ -1,8 +1,8 @@
 """The teacher-forced feature cache: per example, each expert's hidden states at the response positions.
 
 Layout of a cache folder:
-  meta.json                 the experts (names, sources, hidden sizes), a fingerprint of their vocabulary
-                            and of each expert's weight files (sizes and times)
+  meta.json                 the experts (names, sources, hidden sizes, backends), a fingerprint of their
+                            vocabulary and of each expert's weights
   shard-NNNNN.safetensors   tensors "<example id>/<k>" of shape (T, d_k), stored bf16
   index.jsonl               a line per example {"id", "shard", "length", "tokens"}, appended after its shard
                             is written; "tokens" is a digest of the prompt and response token ids it read
@@ -48,6 +48,7 @@ def pool_meta(pool: ExpertPool) -> dict:
         "hidden_sizes": [e.hidden_size for e in pool.experts],
         "vocab": vocab_fingerprint(pool.tokenizer),
         "weights": [weights_fingerprint(e.source) for e in pool.experts],
+        "backends": [e.backend for e in pool.experts],  # HF and llama.cpp states differ by ~1e-3
     }
 
 
@@ -71,9 +72,9 @@ class FeatureCache:
         path = self.folder / META
         if path.is_file():
             stored = json.loads(path.read_text())
-            for key in ("experts", "hidden_sizes", "vocab", "weights"):
-                if key == "weights" and key not in stored:
-                    continue  # a cache from before weights were fingerprinted
+            for key in ("experts", "hidden_sizes", "vocab", "weights", "backends"):
+                if key in ("weights", "backends") and key not in stored:
+                    continue  # a cache from before these were recorded
                 if stored.get(key) != meta.get(key):
                     raise DllgError(
                         f"feature cache {self.folder} was made with other {key} ({stored.get(key)} vs "
