@@ -6,30 +6,24 @@ import torch
 from dllg.errors import DllgError
 
 
-def _check(sequences: list[list[int]]) -> None:
+def _pad(sequences: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
     if not sequences or any(len(s) == 0 for s in sequences):
         raise DllgError("every prompt needs at least one token: an empty prompt cannot be continued")
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        columns = slice(width - len(seq), width) if left else slice(0, len(seq))
+        ids[row, columns] = torch.tensor(seq, dtype=torch.long)
+        mask[row, columns] = 1
+    return ids, mask
 
 
 def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad on the left: the last real token of every row sits in the last column."""
-    _check(sequences)
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
-        mask[row, width - len(seq) :] = 1
-    return ids, mask
+    return _pad(sequences, pad_id, left=True)
 
 
 def right_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad on the right: every row starts at position 0."""
-    _check(sequences)
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, : len(seq)] = 1
-    return ids, mask
+    return _pad(sequences, pad_id, left=False)
