@@ -64,7 +64,7 @@ class LlamaCppExpert(Expert):
         gguf_file: str | Path,
         tokenizer: PreTrainedTokenizerBase,
         source: str | None = None,
-        context_tokens: int = 8192,
+        context_tokens: int = 16384,
         max_sequences: int = 16,
         threads: int | None = None,
         batch_tokens: int = 512,
