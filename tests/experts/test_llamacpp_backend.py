@@ -130,3 +130,15 @@ def test_bad_sources_for_the_llamacpp_backend_are_clear_errors(tmp_path):
     tiny_tokenizer().save_pretrained(tmp_path)
     with pytest.raises(DllgError, match=r"llama\.cpp cannot load"):
         load_expert(str(broken), backend="llamacpp")
+
+
+def test_a_full_context_is_a_clear_error_and_gives_its_sequences_back(pools, tmp_path):
+    from dllg.experts.llamacpp import LlamaCppExpert
+
+    hf, _ = pools
+    path = export_gguf(hf.experts[0], tmp_path / "small.gguf")
+    expert = LlamaCppExpert("small", path, hf.tokenizer, context_tokens=64, max_sequences=4, batch_tokens=64)
+    with pytest.raises(DllgError, match=r"context is full"):
+        expert.prefill([[5] * 300, [6] * 300])  # 600 tokens in a memory of 64 (llama.cpp rounds it up)
+    state, _ = expert.prefill([[5, 6, 7]] * 4)  # every sequence id is free again
+    expert.release(state)

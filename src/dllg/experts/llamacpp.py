@@ -200,9 +200,14 @@ class LlamaCppExpert(Expert):
     def prefill(self, prompts: list[list[int]]) -> tuple[LlamaState, ExpertOutput]:
         state = LlamaState(self._take(len(prompts)), [len(p) for p in prompts])
         pairs = list(zip(prompts, state.seqs, strict=True))
-        # Everything but each prompt's last token without outputs, then the last tokens with them.
-        self._decode([(t, i, seq) for prompt, seq in pairs for i, t in enumerate(prompt[:-1])], outputs=False)
-        logits, hidden = self._decode([(p[-1], len(p) - 1, seq) for p, seq in pairs], outputs=True)
+        try:
+            # Everything but each prompt's last token without outputs, then the last tokens with them.
+            body = [(t, i, seq) for prompt, seq in pairs for i, t in enumerate(prompt[:-1])]
+            self._decode(body, outputs=False)
+            logits, hidden = self._decode([(p[-1], len(p) - 1, seq) for p, seq in pairs], outputs=True)
+        except BaseException:
+            self.release(state)  # the loop never saw this state: give its sequences back here
+            raise
         return state, ExpertOutput(
             logits=torch.from_numpy(logits).unsqueeze(1), hidden=torch.from_numpy(hidden).unsqueeze(1)
         )
@@ -223,7 +228,8 @@ class LlamaCppExpert(Expert):
 
     def keep_rows(self, state: LlamaState, rows: torch.Tensor) -> None:
         kept = rows.tolist()
-        self._release([seq for i, seq in enumerate(state.seqs) if i not in set(kept)])
+        leaving = set(range(len(state.seqs))) - set(kept)
+        self._release([state.seqs[i] for i in sorted(leaving)])
         state.seqs = [state.seqs[i] for i in kept]
         state.positions = [state.positions[i] for i in kept]
 
