@@ -142,3 +142,18 @@ def test_a_full_context_is_a_clear_error_and_gives_its_sequences_back(pools, tmp
         expert.prefill([[5] * 300, [6] * 300])  # 600 tokens in a memory of 64 (llama.cpp rounds it up)
     state, _ = expert.prefill([[5, 6, 7]] * 4)  # every sequence id is free again
     expert.release(state)
+
+
+def test_a_gate_trained_on_one_backends_states_warns_on_the_other(pools):
+    import warnings
+
+    _, llama = pools
+    gate = gate_for(llama)
+    prompt = [llama.tokenizer("Hello world")["input_ids"]]
+    gate.config.feature_backends = ["hf", "hf"]
+    with pytest.warns(UserWarning, match=r"trained on \['hf', 'hf'\] states and now reads \['llamacpp'"):
+        generate(llama, make_rule("dllg", gate=gate), prompt, GenerationConfig(max_new_tokens=2))
+    gate.config.feature_backends = ["llamacpp", "llamacpp"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the backend it was trained on: no warning
+        generate(llama, make_rule("dllg", gate=gate), prompt, GenerationConfig(max_new_tokens=2))

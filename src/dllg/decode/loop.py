@@ -108,6 +108,7 @@ def generate(
     config = config or GenerationConfig()
     running = rule.bind(pool.names)
     experts = [pool[i] for i in running]
+    rule.notice_backends([e.backend for e in experts])
     fusion_device = experts[0].device
     eos_ids = pool.eos_token_ids()
     stopper = StopChecker(pool.tokenizer, eos_ids, config)

@@ -47,6 +47,9 @@ class FusionRule(ABC):
         """Check the rule's options against the pool; return the indices of the experts that must run."""
         return list(range(len(expert_names)))
 
+    def notice_backends(self, backends: list[str]) -> None:  # noqa: B027 - optional hook
+        """The backend running each bound expert ("hf", "llamacpp"), told once after `bind`."""
+
     def start(self, context: PromptContext) -> None:  # noqa: B027 - optional hook
         """Called once per batch after the prompts were read by every running expert."""
 

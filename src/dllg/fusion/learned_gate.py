@@ -1,6 +1,7 @@
 """`dllg`: the learned gate as a fusion rule. At each step it reads every expert's hidden state, advances
 its own KV cache, and weighs the experts' logits: z = sum_k w_k z_k (the paper's eq. 1)."""
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -20,6 +21,7 @@ class LearnedGate(WeightedRule):
         self.gate: Gate = gate if isinstance(gate, Gate) else load_gate(gate)
         self.gate.eval()
         self._state = None
+        self._warned = False
 
     def bind(self, expert_names: list[str]) -> list[int]:
         trained_for = self.gate.config.expert_names
@@ -29,6 +31,17 @@ class LearnedGate(WeightedRule):
                 "give the same experts in the same order"
             )
         return list(range(len(expert_names)))
+
+    def notice_backends(self, backends: list[str]) -> None:
+        trained_on = self.gate.config.feature_backends
+        if trained_on and list(trained_on) != list(backends) and not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"the gate was trained on {trained_on} states and now reads {backends} states: the backends' "
+                "hidden states differ slightly (~1e-3), so its weights will too; retrain it on this backend "
+                "for the states it will serve on",
+                stacklevel=2,
+            )
 
     def start(self, context: PromptContext) -> None:
         self._state = self.gate.new_state(context.input_ids.shape[0])

@@ -15,6 +15,8 @@ class GateConfig(BaseModel):
     variant: GateVariant = "lowrank_aux_lm"
     expert_names: list[str] = Field(default_factory=list)
     hidden_sizes: list[int] = Field(default_factory=list)
+    # The backend each expert's states came from in training ("hf", "llamacpp"); empty: not recorded.
+    feature_backends: list[str] = Field(default_factory=list)
     normalize: bool = False  # divide the sigmoid weights by their sum (the paper leaves them unnormalised)
     head_hidden: int = Field(256, ge=1)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)

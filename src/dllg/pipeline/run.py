@@ -116,6 +116,7 @@ def run_train(
         update={
             "expert_names": pool.names,
             "hidden_sizes": [e.hidden_size for e in pool.experts],
+            "feature_backends": [e.backend for e in pool.experts],
             "aux_model": config.gate.aux_model or smallest_expert_source(pool),
         }
     )
