@@ -285,7 +285,7 @@ def test_methods_that_do_not_fit_the_pool_fail_before_generating(pool, tasks, tm
 def test_records_of_other_experts_are_refused(pool, tasks, tmp_path):
     out = tmp_path / "records.jsonl"
     out.write_text(json.dumps({"method": "uniform", "experts": ["a", "b"]}) + "\n")
-    with pytest.raises(DllgError, match=r"experts \['a', 'b'\] .*same experts \(in the same order\)"):
+    with pytest.raises(DllgError, match=r"experts \['a', 'b'\] .*same experts \(in the same order"):
         evaluate(pool, ["uniform"], tasks, out, CONFIG)
 
 
@@ -329,3 +329,28 @@ def test_cli_bad_method_is_one_error_line(tmp_path):
     )
     assert result.exit_code == 1
     assert "error: unknown method 'best'" in result.output
+
+
+def test_a_gate_retrained_in_place_is_not_mixed_with_its_old_answers(pool, tasks, tmp_path):
+    """Records keep a digest of the gate they were made with: a gate rewritten under the same path (and its
+    dllg-static rows) must not resume the old file."""
+    meta = pool_meta(pool)
+    config = GateConfig(variant="mlp", expert_names=meta["experts"], hidden_sizes=meta["hidden_sizes"])
+    folder = tmp_path / "gate"
+    save_gate(build_gate(config), folder)
+    out = tmp_path / "records.jsonl"
+    evaluate(pool, [f"dllg-static:{folder}"], tasks, out, CONFIG)
+    records = list(read_records(out))
+    assert len({r["method_weights"] for r in records}) == 1 and all(r["expert_weights"] for r in records)
+    assert (
+        evaluate(pool, [f"dllg-static:{folder}"], tasks, out, CONFIG)["generated"] == 0
+    )  # unchanged: resumes
+    retrained = build_gate(config)
+    with torch.no_grad():
+        for param in retrained.parameters():
+            param.add_(0.1)
+    save_gate(retrained, folder)
+    before = out.read_text()
+    with pytest.raises(DllgError, match=r"method_weights .* \(now .*\): resume with the same .*gates"):
+        evaluate(pool, [f"dllg-static:{folder}"], tasks, out, CONFIG)
+    assert out.read_text() == before

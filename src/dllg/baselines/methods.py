@@ -24,6 +24,12 @@ class RouterMethod(Method):
         self.folder = folder
         self._router = None
 
+    def weights_digest(self) -> str | None:
+        from dllg.sources import resolve_path
+        from dllg.sources.fingerprint import folder_digest
+
+        return folder_digest(resolve_path(self.folder))
+
     def prepare(self, pool: ExpertPool) -> None:
         from dllg.baselines.routing import load_router
 

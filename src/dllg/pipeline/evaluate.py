@@ -3,14 +3,16 @@
 A record per (method, task, split, example_id), appended as each batch is verified:
 
   {"method", "task", "split", "example_id", "experts", "response", "verdict", "reason", "correct",
-   "tokens", "finish", "generation"}  + for fused methods  {"weights", "weight_mean", "weight_var",
-   "weight_entropy"}
+   "tokens", "finish", "generation", "expert_weights"[, "method_weights"]}
+  + for fused methods {"weights", "weight_mean", "weight_var", "weight_entropy"}
 
 `weights` is the (tokens, K) per-token expert weights rounded to 4 decimals; `weight_var` is each expert's
 variance across tokens; `weight_entropy` the mean over tokens of the entropy (nats) of the normalised
-weights; `generation` the settings it was generated with. A rerun skips every key already in the file, so
-a killed run loses at most the batch in flight and duplicates nothing; a rerun with other experts or other
-generation settings is refused. The tables are computed from the records (`dllg.pipeline.report`).
+weights; `generation` the settings it was generated with; `expert_weights` the experts' weight
+fingerprints and `method_weights` a digest of the method's gate or router files. A rerun skips every key
+already in the file, so a killed run loses at most the batch in flight and duplicates nothing; a rerun with
+other experts, weights or generation settings is refused. The tables are computed from the records
+(`dllg.pipeline.report`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dllg.experts import ExpertPool
 from dllg.jsonl import read_records
 from dllg.pipeline.methods import EvalItem, Method, MethodOutput, RecordKey, make_method
 from dllg.pipeline.resumable import WorkGroup, append_in_batches, refuse_changed
+from dllg.sources.fingerprint import weights_fingerprint
 from dllg.tasks.base import Example, get_task
 from dllg.tasks.scoring import require_verifiers, verify_responses
 from dllg.verify import Verdict
@@ -104,7 +107,8 @@ def make_record(
 
 
 FRESH_HINT = (
-    "resume with the same experts (in the same order) and generation settings, or write to another --out"
+    "resume with the same experts (in the same order, unchanged), gates, routers and generation settings, "
+    "or write to another --out"
 )
 
 
@@ -132,12 +136,24 @@ def evaluate(
         method.prepare(pool)
     done = {record_key(r): r for r in read_records(out_path)}
     settings = config.settings()
-    refuse_changed(done.values(), {"experts": pool.names, "generation": settings}, out_path, FRESH_HINT)
+    made_with = {
+        "experts": pool.names,
+        "expert_weights": [weights_fingerprint(e.source) for e in pool.experts],
+        "generation": settings,
+    }
+    refuse_changed(done.values(), made_with, out_path, FRESH_HINT)
+    digests = {method.name: method.weights_digest() for method in chosen}
+    for method in chosen:
+        if digests[method.name] is not None:
+            mine = [r for r in done.values() if r.get("method") == method.name]
+            refuse_changed(mine, {"method_weights": digests[method.name]}, out_path, FRESH_HINT)
 
     def group(method: Method, items: list[EvalItem]) -> WorkGroup:
+        extra = made_with | ({"method_weights": digests[method.name]} if digests[method.name] else {})
+
         def run(batch: list[EvalItem]) -> list[dict]:
             records = _run_batch(pool, method, batch, config, done, workers)
-            return [r | {"generation": settings} for r in records]
+            return [r | extra for r in records]
 
         return WorkGroup(f"{method.name} on {items[0].task}" if items else method.name, items, run)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -22,6 +23,8 @@ from dllg.fusion import FusionRule, make_rule
 from dllg.fusion.base import parse_weights
 from dllg.plugins import load_plugins
 from dllg.registry import register_unique
+from dllg.sources import resolve_path
+from dllg.sources.fingerprint import folder_digest
 from dllg.tasks.base import Example
 
 RecordKey = tuple[str, str, str, str]  # (method, task, split, example_id): one record each
@@ -66,6 +69,11 @@ class Method(ABC):
     def prepare(self, pool: ExpertPool) -> None:  # noqa: B027 - optional hook
         """Check the method against the pool (and load what it needs) before anything is generated."""
 
+    def weights_digest(self) -> str | None:
+        """A digest of the trained files the method adds to the experts (a gate, a router), or None; records
+        keep it, so that files retrained under the same path are never mixed with their old answers."""
+        return None
+
     @abstractmethod
     def run(
         self,
@@ -107,6 +115,10 @@ class RuleMethod(Method):
         self._rule = make_rule(self.rule_name, **self.options)
         self._rule.bind(pool.names)  # a bad expert name, weight count or gate fails here, not mid-run
 
+    def weights_digest(self) -> str | None:
+        gate = self.options.get("gate")
+        return folder_digest(resolve_path(str(gate))) if isinstance(gate, str | Path) else None
+
     def run(
         self,
         pool: ExpertPool,
@@ -128,6 +140,10 @@ class DllgStatic(Method):
         super().__init__(name)
         self.dynamic = f"dllg:{gate}"
         self.requires = (self.dynamic,)
+        self.gate = gate
+
+    def weights_digest(self) -> str | None:
+        return folder_digest(resolve_path(self.gate))
 
     def mean_weights(self, item: EvalItem, done: Mapping[RecordKey, dict]) -> list[float]:
         record = done.get((self.dynamic, item.task, item.split, item.example.id))

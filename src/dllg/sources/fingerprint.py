@@ -42,3 +42,13 @@ def weights_fingerprint(source: str) -> str:
             stat = file.stat()
             digest.update(f"{stat.st_size} {stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:12]
+
+
+def folder_digest(folder: str | Path) -> str:
+    """12 hex digits over the names and contents of a small folder's files (a gate, a router): what an
+    evaluation record was made with, the same in every checkout."""
+    digest = hashlib.sha256()
+    for file in sorted(Path(folder).iterdir()):
+        if file.is_file():
+            digest.update(file.name.encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:12]
