@@ -157,3 +157,18 @@ def test_a_gate_trained_on_one_backends_states_warns_on_the_other(pools):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the backend it was trained on: no warning
         generate(llama, make_rule("dllg", gate=gate), prompt, GenerationConfig(max_new_tokens=2))
+
+
+def test_teacher_forcing_packs_sequences_into_the_context(pools, tmp_path):
+    """More sequences than the context holds at once are read in groups, with the same states as alone."""
+    from dllg.experts.llamacpp import LlamaCppExpert
+
+    hf, _ = pools
+    path = export_gguf(hf.experts[0], tmp_path / "small.gguf")
+    expert = LlamaCppExpert("small", path, hf.tokenizer, context_tokens=256, max_sequences=8, batch_tokens=64)
+    sequences = [[5 + i % 7] * 100 for i in range(6)]  # 600 tokens for a 256-token memory
+    together = expert.sequence_states(sequences)
+    for sequence, states in zip(sequences, together, strict=True):
+        torch.testing.assert_close(states, expert.sequence_states([sequence])[0], atol=1e-2, rtol=1e-2)
+    with pytest.raises(DllgError, match=r"a sequence of 300 tokens does not fit"):
+        expert.sequence_states([[5] * 300])

@@ -98,6 +98,7 @@ class LlamaCppExpert(Expert):
             raise DllgError(f"llama.cpp cannot make a context for {self.gguf_file} (n_ctx={context_tokens})")
         self._memory = llama.llama_get_memory(self._ctx)
         self._batch_tokens = batch_tokens
+        self._context_tokens = llama.llama_n_ctx(self._ctx)  # what llama.cpp made of context_tokens
         self._batch = llama.llama_batch_init(batch_tokens, 0, 1)
         self._free = list(range(max_sequences))
         self._embeddings_on = True
@@ -244,11 +245,31 @@ class LlamaCppExpert(Expert):
         self._release(state.seqs)
         state.seqs, state.positions = [], []
 
+    def _groups(self, sequences: list[list[int]]) -> list[list[list[int]]]:
+        """Consecutive sequences packed so that a group fits the context's memory and its sequence ids."""
+        groups: list[list[list[int]]] = []
+        tokens = 0
+        for sequence in sequences:
+            if len(sequence) > self._context_tokens:
+                raise DllgError(
+                    f"a sequence of {len(sequence)} tokens does not fit expert {self.name!r}'s llama.cpp "
+                    f"context of {self._context_tokens}: shorten it or raise context_tokens"
+                )
+            if (
+                not groups
+                or len(groups[-1]) == self.max_sequences
+                or tokens + len(sequence) > self._context_tokens
+            ):
+                groups.append([])
+                tokens = 0
+            groups[-1].append(sequence)
+            tokens += len(sequence)
+        return groups
+
     def _read(self, sequences: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Decode whole sequences, each under its own sequence id; outputs at every position, in order."""
         logits, hidden = [], []
-        for start in range(0, len(sequences), self.max_sequences):
-            group = sequences[start : start + self.max_sequences]
+        for group in self._groups(sequences):
             seqs = self._take(len(group))
             try:
                 items = [
