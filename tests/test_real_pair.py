@@ -46,3 +46,12 @@ def test_single_expert_matches_hf_generate(ensemble):
         ids, attention_mask=torch.ones_like(ids), max_new_tokens=24, min_new_tokens=24, do_sample=False
     )
     assert ours.token_ids == hf[0, len(prompt) :].tolist()
+
+
+def test_the_pair_on_llamacpp_shares_the_vocabulary_and_writes_sensible_code():
+    from dllg import Ensemble
+
+    ensemble = Ensemble(PAIR, backend="llamacpp")
+    assert ensemble.pool.vocab_size == 151_665 and {e.backend for e in ensemble.pool.experts} == {"llamacpp"}
+    out = ensemble.generate("Write a Python function that reverses a string.", "uniform", max_new_tokens=120)
+    assert "def " in out[0].text and ("[::-1]" in out[0].text or "reverse" in out[0].text)
