@@ -8,6 +8,7 @@ import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    PreTrainedModel,
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
 )
@@ -52,6 +53,14 @@ def load_expert(
         raise DllgError(f"cannot load expert {name_or_path!r} ({source.kind}): {reason}; {hint}") from exc
     model.to(target_device)
     return HFExpert(source.name, model, tokenizer, source=name_or_path)
+
+
+def load_hf_model(name_or_path: str, device: str = "cpu", dtype: str = "float32") -> PreTrainedModel:
+    """A model as a trainable torch module, for what builds on one rather than decodes with it (the gate's
+    auxiliary LM): always through transformers, whatever backend the experts run on."""
+    expert = load_expert(name_or_path, device, dtype, backend="hf")
+    assert isinstance(expert, HFExpert)
+    return expert.model
 
 
 def load_llamacpp_expert(name_or_path: str, source: ModelSource, device: str | torch.device | None) -> Expert:

@@ -21,9 +21,9 @@ def load_aux_decoder(source: str | PreTrainedModel, layers: int | None) -> nn.Mo
     """The decoder stack of a causal LM, optionally cut to its first `layers` layers, without its
     token embedding and output head (the gate feeds embeddings and has its own head)."""
     if isinstance(source, str):
-        from dllg.experts.loading import load_expert
+        from dllg.experts.loading import load_hf_model
 
-        model = load_expert(source, device="cpu", dtype="float32").model  # the gate trains in fp32
+        model = load_hf_model(source, device="cpu", dtype="float32")  # the gate trains in fp32
     else:
         model = source
     decoder = model.get_decoder()
