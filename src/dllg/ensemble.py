@@ -54,6 +54,8 @@ class Ensemble:
         top_p: float = 1.0,
         seed: int | None = None,
         stop: Sequence[str] = (),
+        draft: str = "none",
+        draft_tokens: int = 4,
         **rule_options: object,
     ) -> list[Generation]:
         """One Generation (text, token ids, per-token expert weights) per prompt, in order."""
@@ -76,6 +78,8 @@ class Ensemble:
             top_p=top_p,
             seed=seed,
             stop=tuple(stop),
+            draft=draft,
+            draft_tokens=draft_tokens,
         )
         encoded = [self.encode(p, chat=chat) for p in prompts]  # type: ignore[arg-type]
         scored = (

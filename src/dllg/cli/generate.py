@@ -69,6 +69,10 @@ def generate_command(
     device: str = typer.Option("auto", help="Device for every expert, or one per expert: cpu,cuda:0."),
     dtype: str = typer.Option("auto", help="auto (bf16 on GPU / native-bf16 CPUs, else fp32), bf16, fp32..."),
     backend: str = typer.Option("hf", help=BACKEND_HELP),
+    draft: str = typer.Option(
+        "none", help="Speculative decoding (greedy, same output): ngram drafts from the prompt and output."
+    ),
+    draft_tokens: int = typer.Option(4, "--draft-tokens", help="Drafted tokens per step, at most."),
     show_weights: bool = typer.Option(
         False, "--show-weights", help="Print each token with its expert weights."
     ),
@@ -108,6 +112,8 @@ def generate_command(
         top_p=top_p,
         seed=seed,
         stop=stop or (),
+        draft=draft,
+        draft_tokens=draft_tokens,
         **options,
     )
     for prompt, result in zip(texts, results, strict=True):

@@ -13,6 +13,8 @@ class GenerationConfig:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = field(default_factory=tuple)
+    draft: str = "none"  # speculative decoding's drafter ("ngram"); greedy only, the same output
+    draft_tokens: int = 4  # drafted tokens per step, at most
 
     def __post_init__(self) -> None:
         self.stop = tuple(self.stop)
@@ -26,6 +28,12 @@ class GenerationConfig:
             raise DllgError(f"top_p={self.top_p}: it must lie in (0, 1]")
         if any(not s for s in self.stop):
             raise DllgError("an empty stop string would stop at once: remove it")
+        if self.draft_tokens < 0:
+            raise DllgError(f"draft_tokens={self.draft_tokens}: it must be >= 0")
+        from dllg.decode.drafting import DRAFTERS  # the registry the loop draws drafters from
+
+        if self.draft not in DRAFTERS:
+            raise DllgError(f"unknown drafter {self.draft!r}: use one of {', '.join(sorted(DRAFTERS))}")
 
     @property
     def greedy(self) -> bool:
@@ -41,4 +49,6 @@ class GenerationConfig:
             "top_p": self.top_p,
             "seed": self.seed,
             "stop": list(self.stop),
+            # drafting changes nothing but near-ties in fp32: recorded only when used
+            **({"draft": self.draft, "draft_tokens": self.draft_tokens} if self.draft != "none" else {}),
         }

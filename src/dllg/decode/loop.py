@@ -2,13 +2,20 @@
 
 prefill -> (fuse -> choose -> stop? -> drop finished rows -> step) until every sequence is done.
 Every user of generation (CLI, eval, server, benchmarks, collection) goes through `generate`.
+
+With a drafter (speculative decoding, greedy only), a step feeds each row its chosen token followed by a
+few drafted ones; every expert and the rule score all of those positions at once, a row keeps the draft
+only as far as the fused greedy choice agrees with it, and every cache rolls back per row to what was
+kept. The output is the plain loop's (exactly, where the arithmetic is deterministic).
 """
 
+import itertools
 from dataclasses import dataclass
 
 import torch
 
 from dllg.decode.config import GenerationConfig
+from dllg.decode.drafting import Drafter, make_drafter
 from dllg.decode.sampling import choose_tokens, make_generator
 from dllg.decode.stopping import StopChecker
 from dllg.errors import DllgError
@@ -25,6 +32,8 @@ class Generation:
     weights: torch.Tensor  # (num_tokens, K): each expert's weight at each generated token (0: not run)
     finish_reason: str  # "eos", "stop" or "length"
     expert_names: list[str]
+    drafted: int = 0  # drafted tokens fed to the experts (speculative decoding)
+    accepted: int = 0  # of those, the ones the fused choice agreed with
 
 
 class _Batch:
@@ -45,9 +54,13 @@ class _Batch:
         return outputs
 
     def step(self, tokens: torch.Tensor) -> list[ExpertOutput]:
-        """Feed one new token per running sequence to every expert."""
-        tokens = tokens.unsqueeze(-1).cpu()
+        """Feed (B, T) new tokens (one chosen, T - 1 drafted) per running sequence to every expert."""
+        tokens = tokens.cpu()
         return [e.step(s, tokens) for e, s in zip(self.experts, self.states, strict=True)]
+
+    def rollback(self, counts: torch.Tensor) -> None:
+        for expert, state in zip(self.experts, self.states, strict=True):
+            expert.rollback(state, counts)
 
     def keep(self, keep: torch.Tensor) -> None:
         self.rows = self.rows[keep]
@@ -89,9 +102,23 @@ def check_finite(fused: FusionOutput, inputs: FusionInput, names: list[str], rul
 
 
 def _fusion_input(outputs: list[ExpertOutput], device: torch.device) -> FusionInput:
-    logits = torch.stack([o.logits[:, -1].to(device, torch.float32) for o in outputs], dim=1)
-    hidden = [o.hidden[:, -1].to(device) for o in outputs]
-    return FusionInput(logits=logits, hidden=hidden)
+    """(B, K, V) for one position per row, (B, T, K, V) for several (a speculative step)."""
+    if outputs[0].logits.shape[1] == 1:
+        logits = torch.stack([o.logits[:, -1].to(device, torch.float32) for o in outputs], dim=1)
+        return FusionInput(logits=logits, hidden=[o.hidden[:, -1].to(device) for o in outputs])
+    logits = torch.stack([o.logits.to(device, torch.float32) for o in outputs], dim=2)
+    return FusionInput(logits=logits, hidden=[o.hidden.to(device) for o in outputs])
+
+
+def _ban_early_eos(
+    scores: torch.Tensor, made: list[int], eos_index: torch.Tensor, config: GenerationConfig
+) -> torch.Tensor:
+    """(B, T, V) scores with EOS at -inf wherever the position's token would come before min_new_tokens."""
+    device = scores.device
+    index = torch.tensor(made, device=device)[:, None] + torch.arange(scores.shape[1], device=device)
+    eos = torch.zeros(scores.shape[-1], dtype=torch.bool, device=device)
+    eos[eos_index] = True
+    return scores.masked_fill((index < config.min_new_tokens)[..., None] & eos, float("-inf"))
 
 
 def generate(
@@ -100,12 +127,28 @@ def generate(
     prompts: list[list[int]],
     config: GenerationConfig | None = None,
     scored_prompts: list[list[int]] | None = None,
+    drafter: str | Drafter | None = None,
+    draft_tokens: int | None = None,
 ) -> list[Generation]:
     """Generate one continuation per prompt (token ids) with the experts fused by `rule`.
 
     `scored_prompts`: what a rule that weighs experts by perplexity scores, one per prompt (Pack of LLMs
-    scores the user's input alone, without the chat template's system prompt); default: the prompts."""
+    scores the user's input alone, without the chat template's system prompt); default: the prompts.
+    `drafter` ("ngram", ... or a Drafter; "none": the plain loop) drafts up to `draft_tokens` tokens per
+    step; both default to the config's `draft` and `draft_tokens`."""
     config = config or GenerationConfig()
+    drafter = config.draft if drafter is None else drafter
+    draft_tokens = config.draft_tokens if draft_tokens is None else draft_tokens
+    drafting = make_drafter(drafter) if isinstance(drafter, str) else drafter
+    speculative = drafting.name != "none" and draft_tokens > 0
+    if speculative and not config.greedy:
+        raise DllgError(
+            "speculative decoding is exact for greedy decoding only: use temperature 0 or no drafter"
+        )
+    if speculative and not rule.can_roll_back:
+        raise DllgError(
+            f"fusion rule {rule.name!r} cannot roll its state back per row yet: decode without a drafter"
+        )
     running = rule.bind(pool.names)
     experts = [pool[i] for i in running]
     rule.notice_backends([e.backend for e in experts])
@@ -125,40 +168,73 @@ def generate(
     tokens_out: list[list[int]] = [[] for _ in prompts]
     weights_out: list[list[torch.Tensor]] = [[] for _ in prompts]
     reasons: list[str] = [""] * len(prompts)
+    drafted, accepted = [0] * len(prompts), [0] * len(prompts)
+    fed_drafts: list[list[int]] = [[] for _ in prompts]  # per running row: the drafts fed after its token
     batch = _Batch(experts)
     try:
         outputs = batch.prefill(prompts)
         ids, mask = left_pad(prompts, pool.pad_token_id())  # what a rule may read about the prompts
         rule.start(PromptContext(input_ids=ids, attention_mask=mask, prompt_nll=nll))
 
-        for step in range(config.max_new_tokens):
+        for step in itertools.count():
             inputs = _fusion_input(outputs, fusion_device)
             fused = rule.fuse(inputs)
             check_finite(fused, inputs, names, rule.name, step)
-            scores = fused.scores
-            if step < config.min_new_tokens and len(eos_index):
-                scores = scores.index_fill(-1, eos_index, float("-inf"))
-            tokens = choose_tokens(scores, config, generator)
-            full_weights = torch.zeros(len(tokens), len(pool))
-            full_weights[:, running_index] = fused.weights.float().cpu()
+            scores, weights = fused.scores, fused.weights
+            if scores.dim() == 2:  # one position per row: the same shapes as several
+                scores, weights = scores.unsqueeze(1), weights.unsqueeze(1)
+            rows, positions = scores.shape[:2]
+            if config.min_new_tokens and len(eos_index):
+                made = torch.tensor([len(tokens_out[r]) for r in batch.rows.tolist()], device=scores.device)
+                early = (
+                    made[:, None] + torch.arange(positions, device=scores.device)
+                ) < config.min_new_tokens
+                eos = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
+                eos[eos_index] = True
+                scores = scores.masked_fill(early[..., None] & eos, float("-inf"))
+            tokens = choose_tokens(scores.reshape(rows * positions, -1), config, generator).view(
+                rows, positions
+            )
+            full_weights = torch.zeros(rows, positions, len(pool))
+            full_weights[..., running_index] = weights.float().cpu()
 
             keep: list[int] = []
-            for i, (row, token) in enumerate(zip(batch.rows.tolist(), tokens.tolist(), strict=True)):
-                tokens_out[row].append(token)
-                weights_out[row].append(full_weights[i])
-                reason = stopper.reason(tokens_out[row])
-                if reason:
-                    reasons[row] = reason
-                else:
+            unused = torch.zeros(rows, dtype=torch.long)  # fed positions past what each row kept
+            for i, row in enumerate(batch.rows.tolist()):
+                for j in range(positions):
+                    token = int(tokens[i, j])
+                    tokens_out[row].append(token)
+                    weights_out[row].append(full_weights[i, j])
+                    reasons[row] = stopper.reason(tokens_out[row]) or ""
+                    drafts = fed_drafts[i]
+                    # the next position is valid only if the draft fed there is the token just chosen
+                    if reasons[row] or j >= len(drafts) or drafts[j] != token:
+                        unused[i] = positions - 1 - j
+                        accepted[row] += j
+                        break
+                if not reasons[row]:
                     keep.append(i)
+            if unused.any():
+                batch.rollback(unused)
+                rule.rollback(unused)
             if not keep:
                 break
+            keep_index = torch.tensor(keep, dtype=torch.long)
             if len(keep) < len(batch.rows):
-                keep_index = torch.tensor(keep, dtype=torch.long)
                 batch.keep(keep_index)
                 rule.keep_rows(keep_index)
-                tokens = tokens[keep_index.to(tokens.device)]
-            outputs = batch.step(tokens)
+            last = [tokens_out[row][-1] for row in batch.rows.tolist()]
+            fed_drafts = [
+                drafting.draft(prompts[row] + tokens_out[row], draft_tokens) if speculative else []
+                for row in batch.rows.tolist()
+            ]
+            width = max(len(d) for d in fed_drafts)
+            for row, drafts in zip(batch.rows.tolist(), fed_drafts, strict=True):
+                drafted[row] += len(drafts)
+            # rows with fewer drafts are padded by repeating their token: a pad is kept only if it is right
+            feed = [[t, *d, *([t] * (width - len(d)))] for t, d in zip(last, fed_drafts, strict=True)]
+            fed_drafts = [[*d, *([t] * (width - len(d)))] for t, d in zip(last, fed_drafts, strict=True)]
+            outputs = batch.step(torch.tensor(feed, dtype=torch.long))
     finally:
         batch.release()  # llama.cpp experts free the batch's sequences
 
@@ -169,6 +245,8 @@ def generate(
             weights=torch.stack(weights_out[row]),
             finish_reason=reasons[row],
             expert_names=pool.names,
+            drafted=drafted[row],
+            accepted=accepted[row],
         )
         for row in range(len(prompts))
     ]

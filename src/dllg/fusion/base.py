@@ -60,6 +60,12 @@ class FusionRule(ABC):
     def keep_rows(self, rows: torch.Tensor) -> None:  # noqa: B027 - optional hook
         """The loop dropped finished sequences: keep per-row state only for these rows."""
 
+    # Whether `rollback` can undo the last positions of each row (speculative decoding needs it).
+    can_roll_back: ClassVar[bool] = True
+
+    def rollback(self, counts: torch.Tensor) -> None:  # noqa: B027 - optional hook
+        """Forget the last counts[i] positions the rule saw for row i (rejected drafts)."""
+
 
 RULES: dict[str, type[FusionRule]] = {}
 
