@@ -72,3 +72,40 @@ def decode_command(
         for size in sizes:
             ratio = round(fused[a][size] / fused[b][size], 2)
             print(format_line({"batch": size, f"fused_{a}_over_{b}": ratio}), flush=True)
+
+
+@app.command("speculative")
+@user_errors
+def speculative_command(
+    experts: list[str] = typer.Option(["world:arith", "world:code"], "--experts", "-e"),
+    rule: str = typer.Option("uniform", "--rule", help="A fusion rule (dllg with --gate)."),
+    gate: str = typer.Option(None, "--gate", help="A gate folder or world:gate: rule dllg."),
+    task: str = typer.Option("world-mixed", "--task", help="Prompts from this task's evaluation split."),
+    limit: int = typer.Option(20, "--limit"),
+    batch_sizes: str = typer.Option("1,4", "--batch-sizes"),
+    max_new_tokens: int = typer.Option(96, "--max-new-tokens", "-n"),
+    draft_tokens: int = typer.Option(4, "--draft-tokens"),
+    backend: str = typer.Option("hf", help="hf or llamacpp."),
+    dtype: str = typer.Option("auto", help="Compute dtype (hf): auto, fp32, bf16, float64."),
+) -> None:
+    """Greedy generation with and without the n-gram drafter in one run: speedup and acceptance."""
+    from dllg.bench.decode import bench_speculative, format_line, machine_line
+    from dllg.decode.prompts import encode_prompt
+    from dllg.experts import ExpertPool
+    from dllg.experts.loading import load_experts
+    from dllg.fusion import make_rule
+    from dllg.tasks import get_task
+
+    pool = ExpertPool(load_experts(list(experts), dtype=dtype, backend=backend))
+    examples = get_task(task).load(limit=limit)
+    prompts = [encode_prompt(pool.tokenizer, e.messages) for e in examples]
+
+    def factory():
+        return make_rule("dllg", gate=gate) if gate else make_rule(rule)
+
+    print(format_line(machine_line()), flush=True)
+    for size in (int(b) for b in batch_sizes.split(",")):
+        line = bench_speculative(pool, factory, prompts, size, max_new_tokens, "ngram", draft_tokens)
+        dtype_name = str(pool.experts[0].dtype).removeprefix("torch.")
+        where = {"backend": backend, "dtype": dtype_name, "rule": "dllg" if gate else rule}
+        print(format_line(where | line), flush=True)
