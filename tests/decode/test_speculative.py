@@ -1,6 +1,7 @@
-"""Exact speculative decoding: with an n-gram drafter the loop gives token-for-token the plain loop's output
-(and the same per-token weights) for every rule that can roll back, over 52 prompts at batch 1 and 4, in
-float64 on tiny models; rows finish at different steps (a stop string) and drafts are really accepted."""
+"""Exact speculative decoding: with a drafter the loop gives token-for-token the plain loop's output (and the
+same per-token weights) for every rule and every gate variant (the aux-LM gates roll their own cache back),
+over 52 prompts at batch 1 and 4, in float64 on tiny models; rows finish at different steps (a stop string)
+and drafts are really kept and refused."""
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ PROMPTS = [
     " ".join(WORDS[(i * 3 + j) % len(WORDS)] for j in range(3 + i % 6)) * (1 + i % 3) for i in range(52)
 ]
 CONFIG = GenerationConfig(max_new_tokens=14, stop=("e", "t", "r"))  # rows stop after 1 to 14 tokens
-ROLLBACK_VARIANTS = [v for v in sorted(GATES) if not v.endswith("aux_lm")]
+ROLLBACK_VARIANTS = sorted(GATES)  # every variant, the aux-LM gates with their own cache too
 
 
 def cases() -> list[tuple[str, str | None]]:
@@ -48,8 +49,9 @@ def in_batches(pool, rule_factory, prompts, size, **kwargs):
 
 
 class ReplayDrafter(Drafter):
-    """Drafts the plain loop's own continuation, wrong on every third drafted token: drafts are accepted
-    often, and rejected part-way at different places in different rows."""
+    """Drafts the plain loop's own continuation, wrong on every third token, shifted by the prompt's index:
+    drafts are accepted often and rejected part-way at different places in different rows, so rows that go
+    on roll back different counts in one step."""
 
     name = "replay"
 
@@ -57,11 +59,11 @@ class ReplayDrafter(Drafter):
         self.known = [(p, o) for p, o in zip(prompts, outputs, strict=True)]
 
     def draft(self, context: list[int], count: int) -> list[int]:
-        for prompt, output in self.known:
+        for shift, (prompt, output) in enumerate(self.known):
             done = len(context) - len(prompt)
             if context[: len(prompt)] == prompt and context[len(prompt) :] == output[:done]:
                 follow = output[done : done + count]
-                return [t if (done + i) % 3 else (t + 1) % 300 for i, t in enumerate(follow)]
+                return [t if (done + i + shift) % 3 else (t + 1) % 300 for i, t in enumerate(follow)]
         return []
 
 
@@ -95,8 +97,10 @@ def test_what_speculation_refuses(pool):
     with pytest.raises(DllgError, match="greedy decoding only"):
         generate(pool, build_rule("uniform", None, pool, {}), prompts, GenerationConfig(temperature=0.7),
                  drafter="ngram")  # fmt: skip
+    stuck = build_rule("uniform", None, pool, {})
+    stuck.can_roll_back = False  # a rule whose state cannot undo positions
     with pytest.raises(DllgError, match="cannot roll its state back per row yet"):
-        generate(pool, build_rule("dllg", "aux_lm", pool, {}), prompts, CONFIG, drafter="ngram")
+        generate(pool, stuck, prompts, CONFIG, drafter="ngram")
     with pytest.raises(DllgError, match="unknown drafter 'oracle'"):
         make_drafter("oracle")
 

@@ -32,11 +32,6 @@ class LearnedGate(WeightedRule):
             )
         return list(range(len(expert_names)))
 
-    @property
-    def can_roll_back(self) -> bool:  # type: ignore[override]
-        # Per-token gates keep no state; the aux-LM gates' one-counter cache cannot roll rows back yet.
-        return self.gate.new_state(1) is None
-
     def notice_backends(self, backends: list[str]) -> None:
         trained_on = self.gate.config.feature_backends
         if trained_on and list(trained_on) != list(backends) and not self._warned:
@@ -53,6 +48,9 @@ class LearnedGate(WeightedRule):
 
     def keep_rows(self, rows: torch.Tensor) -> None:
         self._state = self.gate.select_rows(self._state, rows)
+
+    def rollback(self, counts: torch.Tensor) -> None:
+        self.gate.rollback(self._state, counts)
 
     @torch.inference_mode()
     def weights(self, inputs: FusionInput) -> torch.Tensor:

@@ -43,8 +43,12 @@ def load_aux_decoder(source: str | PreTrainedModel, layers: int | None) -> nn.Mo
 
 @dataclass
 class AuxState:
+    """The aux LM's decoding cache, the mask over its columns and each row's next position. Every step adds
+    a column per new position to every row; a row rolled back masks its last columns (as in HFExpert)."""
+
     cache: DynamicCache
-    position: int = 0  # all sequences start the response together, so one counter serves the batch
+    mask: torch.Tensor  # (B, columns)
+    next_position: torch.Tensor  # (B,)
 
 
 @register_gate
@@ -83,26 +87,54 @@ class AuxLMGate(Gate):
         self.head = mlp_head(d_aux, config.head_hidden, config.num_experts, config.dropout)
 
     def new_state(self, batch_size: int) -> AuxState:
-        return AuxState(DynamicCache(config=self.aux.config))
+        device = self.head[0].weight.device
+        return AuxState(
+            DynamicCache(config=self.aux.config),
+            torch.zeros(batch_size, 0, dtype=torch.long, device=device),
+            torch.zeros(batch_size, dtype=torch.long, device=device),
+        )
 
     def select_rows(self, state: AuxState, rows: torch.Tensor) -> AuxState:
-        state.cache.batch_select_indices(rows.to(self.head[0].weight.device))
+        rows = rows.to(self.head[0].weight.device)
+        state.cache.batch_select_indices(rows)
+        state.mask, state.next_position = state.mask[rows], state.next_position[rows]
         return state
+
+    @torch.inference_mode()  # the state's tensors were made while decoding, in inference mode
+    def rollback(self, state: AuxState, counts: torch.Tensor) -> None:
+        counts = counts.to(state.next_position.device)
+        if not counts.any():
+            return
+        columns = state.mask.shape[1]
+        for row, count in enumerate(counts.tolist()):
+            if count:
+                state.mask[row, columns - count :] = 0
+        state.next_position = state.next_position - counts
+        shared = int(counts.min())  # columns no row needs any more leave the cache
+        if shared:
+            state.cache.crop(-shared)
+            state.mask = state.mask[:, :-shared]
 
     def scores(
         self, hidden: list[torch.Tensor], attention_mask: torch.Tensor | None, state: Any | None
     ) -> torch.Tensor:
         embeds = self.project(torch.cat(self.norm(hidden), dim=-1))
         batch, length = embeds.shape[:2]
-        start = state.position if state is not None else 0
-        positions = torch.arange(start, start + length, device=embeds.device).expand(batch, -1)
+        steps = torch.arange(length, device=embeds.device)
         if state is not None:
-            # Decoding: no padding inside the gate's sequence, the causal mask is all it needs.
+            # Decoding: each row at its own position; columns of rolled-back positions are masked out.
+            positions = state.next_position[:, None] + steps
+            state.mask = torch.cat([state.mask, torch.ones_like(positions)], dim=1)
             out = self.aux(
-                inputs_embeds=embeds, position_ids=positions, past_key_values=state.cache, use_cache=True
+                inputs_embeds=embeds,
+                attention_mask=state.mask,
+                position_ids=positions,
+                past_key_values=state.cache,
+                use_cache=True,
             )
-            state.position += length
+            state.next_position = state.next_position + length
         else:
+            positions = steps.expand(batch, -1)
             # Training: right-padded sequences; padding sits after every real position, so causal
             # attention never lets a real position see it, and padded outputs are masked in the loss.
             out = self.aux(

@@ -76,6 +76,9 @@ class Gate(nn.Module):
     def select_rows(self, state: Any | None, rows: torch.Tensor) -> Any | None:
         return state
 
+    def rollback(self, state: Any | None, counts: torch.Tensor) -> None:
+        """Forget the last counts[i] positions of row i (rejected drafts); stateless gates keep nothing."""
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """What a checkpoint holds: trained parameters only (a frozen aux LM is reloaded from its source)."""
         trainable = {name for name, p in self.named_parameters() if p.requires_grad}
