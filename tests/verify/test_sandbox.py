@@ -444,3 +444,18 @@ def test_hiding_the_trace_hook_from_the_runner_is_caught(sandbox):
 def test_a_job_can_ask_for_its_own_time_limit(sandbox):
     result = sandbox.run(Job("import time\ntime.sleep(60)\n", ADD_TESTS, timeout_seconds=1.5))
     assert result.verdict.status == "timeout" and "1.5s" in result.verdict.reason and result.seconds < 4
+
+
+def test_an_interpreter_named_through_a_symlinked_venv_under_tmp_runs(tmp_path):
+    """A checkout under /tmp whose .venv links to another one's: the sandbox hides /tmp, so the
+    interpreter's own name must be bound back, not only its resolved folder."""
+    import os
+    import sys
+
+    venv = Path(sys.prefix)
+    link = tmp_path / "linked-venv"
+    link.symlink_to(venv, target_is_directory=True)
+    python = link / "bin" / Path(sys.executable).name
+    assert python.exists()
+    result = Sandbox(Limits(wall_seconds=20), python=str(python)).run(Job(GOOD_ADD, ADD_TESTS))
+    assert result.verdict.status == "pass", (result.verdict, result.returncode, os.fspath(python))

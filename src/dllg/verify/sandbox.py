@@ -176,6 +176,11 @@ class Sandbox:
         for path in self._python_paths():
             if any(path.is_relative_to(h) for h in covered):
                 args += ["--ro-bind", str(path), str(path)]
+        # The interpreter as it is named: a venv reached through a symlinked folder under /tmp (a worktree's
+        # .venv linking to another checkout's) must exist at that name too, or the run exits 127.
+        named = Path(os.path.abspath(self.python)).parent.parent
+        if named.resolve() != named and any(named.is_relative_to(h) for h in covered):
+            args += ["--ro-bind", str(named.resolve()), str(named)]
         if self.drop_uid:
             args += ["--cap-add", "CAP_SETUID,CAP_SETGID", "--", str(self.setpriv), f"--reuid={NOBODY}"]
             args += [f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]
