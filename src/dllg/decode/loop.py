@@ -170,6 +170,9 @@ def generate(
     reasons: list[str] = [""] * len(prompts)
     drafted, accepted = [0] * len(prompts), [0] * len(prompts)
     fed_drafts: list[list[int]] = [[] for _ in prompts]  # per running row: the drafts fed after its token
+    # Draft length per sequence, adapted to how much of its last draft was kept: a multi-token step costs
+    # more than one step (much more on compute-bound CPUs), so drafts that keep failing shrink.
+    budget = [draft_tokens] * len(prompts)
     batch = _Batch(experts)
     try:
         outputs = batch.prefill(prompts)
@@ -185,16 +188,10 @@ def generate(
                 scores, weights = scores.unsqueeze(1), weights.unsqueeze(1)
             rows, positions = scores.shape[:2]
             if config.min_new_tokens and len(eos_index):
-                made = torch.tensor([len(tokens_out[r]) for r in batch.rows.tolist()], device=scores.device)
-                early = (
-                    made[:, None] + torch.arange(positions, device=scores.device)
-                ) < config.min_new_tokens
-                eos = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
-                eos[eos_index] = True
-                scores = scores.masked_fill(early[..., None] & eos, float("-inf"))
-            tokens = choose_tokens(scores.reshape(rows * positions, -1), config, generator).view(
-                rows, positions
-            )
+                made = [len(tokens_out[r]) for r in batch.rows.tolist()]
+                scores = _ban_early_eos(scores, made, eos_index, config)
+            flat = choose_tokens(scores.reshape(rows * positions, -1), config, generator)
+            tokens = flat.view(rows, positions)
             full_weights = torch.zeros(rows, positions, len(pool))
             full_weights[..., running_index] = weights.float().cpu()
 
@@ -211,6 +208,8 @@ def generate(
                     if reasons[row] or j >= len(drafts) or drafts[j] != token:
                         unused[i] = positions - 1 - j
                         accepted[row] += j
+                        if drafts:  # all kept: one more next time; else as many as were kept, plus one
+                            budget[row] = min(draft_tokens, j + 1 + (j == len(drafts)))
                         break
                 if not reasons[row]:
                     keep.append(i)
@@ -225,7 +224,7 @@ def generate(
                 rule.keep_rows(keep_index)
             last = [tokens_out[row][-1] for row in batch.rows.tolist()]
             fed_drafts = [
-                drafting.draft(prompts[row] + tokens_out[row], draft_tokens) if speculative else []
+                drafting.draft(prompts[row] + tokens_out[row], budget[row]) if speculative else []
                 for row in batch.rows.tolist()
             ]
             width = max(len(d) for d in fed_drafts)
