@@ -9,7 +9,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from dllg.experts.expert import Expert, ExpertOutput
-from dllg.experts.padding import left_pad, right_pad
+from dllg.experts.padding import left_pad, right_pad, roll_back_masked
 
 
 @dataclass
@@ -141,18 +141,7 @@ class HFExpert(Expert):
         state.next_position = state.next_position[rows.cpu()]
 
     def rollback(self, state: HFState, counts: torch.Tensor) -> None:
-        counts = counts.cpu().long()
-        if not counts.any():
-            return
-        columns = state.mask.shape[1]
-        for row, count in enumerate(counts.tolist()):
-            if count:
-                state.mask[row, columns - count :] = 0
-        state.next_position = state.next_position - counts
-        shared = int(counts.min())  # columns no row needs any more are cut from the cache
-        if shared:
-            state.cache.crop(-shared)  # crop takes a negative count of tokens to drop
-            state.mask = state.mask[:, :-shared]
+        roll_back_masked(state, counts)
 
     @torch.inference_mode()
     def _hidden_right_padded(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -27,3 +27,21 @@ def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, tor
 def right_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad on the right: every row starts at position 0."""
     return _pad(sequences, pad_id, left=False)
+
+
+def roll_back_masked(state, counts: torch.Tensor) -> None:
+    """Forget the last counts[i] positions of row i of a masked KV-cache state (`cache`, `mask` over its
+    columns, `next_position` per row; every step adds a column per position to every row): a row's dropped
+    columns are masked out, and the columns no row needs any more are cut from the cache."""
+    counts = counts.to(state.next_position.device).long()
+    if not counts.any():
+        return
+    columns = state.mask.shape[1]
+    for row, count in enumerate(counts.tolist()):
+        if count:
+            state.mask[row, columns - count :] = 0
+    state.next_position = state.next_position - counts
+    shared = int(counts.min())
+    if shared:
+        state.cache.crop(-shared)  # crop takes a negative count of tokens to drop
+        state.mask = state.mask[:, :-shared]

@@ -13,6 +13,7 @@ from torch import nn
 from transformers import DynamicCache, PreTrainedModel
 
 from dllg.errors import DllgError
+from dllg.experts.padding import roll_back_masked
 from dllg.gate.base import Gate, mlp_head, register_gate
 from dllg.gate.config import GateConfig
 
@@ -102,18 +103,7 @@ class AuxLMGate(Gate):
 
     @torch.inference_mode()  # the state's tensors were made while decoding, in inference mode
     def rollback(self, state: AuxState, counts: torch.Tensor) -> None:
-        counts = counts.to(state.next_position.device)
-        if not counts.any():
-            return
-        columns = state.mask.shape[1]
-        for row, count in enumerate(counts.tolist()):
-            if count:
-                state.mask[row, columns - count :] = 0
-        state.next_position = state.next_position - counts
-        shared = int(counts.min())  # columns no row needs any more leave the cache
-        if shared:
-            state.cache.crop(-shared)
-            state.mask = state.mask[:, :-shared]
+        roll_back_masked(state, counts)  # as an expert's cache rolls back
 
     def scores(
         self, hidden: list[torch.Tensor], attention_mask: torch.Tensor | None, state: Any | None
