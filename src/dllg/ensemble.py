@@ -54,7 +54,7 @@ class Ensemble:
         top_p: float = 1.0,
         seed: int | None = None,
         stop: Sequence[str] = (),
-        draft: str = "none",
+        speculate: str = "auto",
         draft_tokens: int = 4,
         **rule_options: object,
     ) -> list[Generation]:
@@ -78,7 +78,7 @@ class Ensemble:
             top_p=top_p,
             seed=seed,
             stop=tuple(stop),
-            draft=draft,
+            speculate=speculate,
             draft_tokens=draft_tokens,
         )
         encoded = [self.encode(p, chat=chat) for p in prompts]  # type: ignore[arg-type]

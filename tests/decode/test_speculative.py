@@ -75,12 +75,12 @@ def test_speculative_output_equals_the_plain_loop(pool, name, variant):
     plain = in_batches(pool, factory, prompts, 4)
     assert len({len(g.token_ids) for g in plain}) > 2  # rows stop at different steps
     replay = ReplayDrafter(prompts, [g.token_ids for g in plain])
-    for drafter, size in (("ngram", 1), ("ngram", 4), (replay, 1), (replay, 4)):
+    for drafter, size in (("ngram", 1), ("ngram", 4), (replay, 1), (replay, 4), ("expert", 1), ("expert", 4)):
         fast = in_batches(pool, factory, prompts, size, drafter=drafter, draft_tokens=4)
         for a, b in zip(plain, fast, strict=True):
             assert a.token_ids == b.token_ids and a.finish_reason == b.finish_reason
             torch.testing.assert_close(a.weights, b.weights, atol=1e-6, rtol=1e-6)
-        if drafter is replay:  # drafts were kept and refused, row by row
+        if drafter in (replay, "expert"):  # drafts were kept and refused, row by row
             accepted, drafted = sum(g.accepted for g in fast), sum(g.drafted for g in fast)
             assert 0 < accepted < drafted
 
@@ -94,15 +94,36 @@ def test_drafts_the_continuation_of_the_last_tokens_earlier_occurrence():
 
 def test_what_speculation_refuses(pool):
     prompts = [pool.tokenizer("Hello world")["input_ids"]]
-    with pytest.raises(DllgError, match="greedy decoding only"):
-        generate(pool, build_rule("uniform", None, pool, {}), prompts, GenerationConfig(temperature=0.7),
-                 drafter="ngram")  # fmt: skip
     stuck = build_rule("uniform", None, pool, {})
     stuck.can_roll_back = False  # a rule whose state cannot undo positions
     with pytest.raises(DllgError, match="cannot roll its state back per row yet"):
         generate(pool, stuck, prompts, CONFIG, drafter="ngram")
     with pytest.raises(DllgError, match="unknown drafter 'oracle'"):
         make_drafter("oracle")
+    # auto never speculates where it cannot: the plain loop's answer
+    plain = generate(pool, build_rule("uniform", None, pool, {}), prompts, CONFIG)[0]
+    auto = generate(pool, stuck, prompts, CONFIG, drafter="auto")[0]
+    assert auto.token_ids == plain.token_ids and auto.drafted == 0
+
+
+def test_auto_speculates_only_where_it_was_measured_to_pay(pool):
+    from dllg.decode.drafting import NoDrafter
+
+    auto = make_drafter("auto")
+    assert auto.resolve(["hf", "llamacpp"]).name == "none" and isinstance(
+        auto.resolve(["llamacpp"]), NoDrafter
+    )
+    assert auto.resolve(["hf", "hf"]).name == "ngram"
+    prompts = [pool.tokenizer(p)["input_ids"] for p in PROMPTS[:12]]
+    factory = lambda: build_rule("uniform", None, pool, {})  # noqa: E731
+    alone = in_batches(pool, factory, prompts, 1, drafter="auto")
+    batched = in_batches(pool, factory, prompts, 4, drafter="auto")
+    assert sum(g.drafted for g in alone) > 0  # one greedy sequence at a time on HF experts: drafts
+    assert [g.token_ids for g in alone] == [g.token_ids for g in batched]
+    # drafting starts only once a batch is down to one row: far fewer drafts than alone
+    assert sum(g.drafted for g in batched) < sum(g.drafted for g in alone)
+    sampled = GenerationConfig(max_new_tokens=14, temperature=0.8, seed=3)
+    assert all(g.drafted == 0 for g in generate(pool, factory(), prompts[:1], sampled, drafter="auto"))
 
 
 def test_the_cli_drafts_and_prints_the_same_answer():
@@ -115,9 +136,92 @@ def test_the_cli_drafts_and_prints_the_same_answer():
     runner = CliRunner()
     plain = runner.invoke(app, expand_multi_value_options([*args, "def add(a, b): return a + b"]))
     fast = runner.invoke(
-        app, expand_multi_value_options([*args, "--draft", "ngram", "def add(a, b): return a + b"])
+        app, expand_multi_value_options([*args, "--speculate", "ngram", "def add(a, b): return a + b"])
     )
     assert plain.exit_code == fast.exit_code == 0, fast.output
     assert fast.output == plain.output
-    bad = runner.invoke(app, expand_multi_value_options([*args, "--draft", "psychic", "Hello"]))
+    bad = runner.invoke(app, expand_multi_value_options([*args, "--speculate", "psychic", "Hello"]))
     assert bad.exit_code == 1 and "unknown drafter 'psychic'" in bad.output
+
+
+class ConstantDrafter(Drafter):
+    """Proposes the same token at every position: a draft the fused distribution keeps only sometimes."""
+
+    name = "constant"
+
+    def __init__(self, token: int) -> None:
+        self.token = token
+
+    def draft(self, context: list[int], count: int) -> list[int]:
+        return [self.token] * count
+
+
+def test_sampling_with_drafts_keeps_the_fused_distribution(pool):
+    """Many seeded samples of the first three tokens, plain and with drafts: the same distribution of
+    tokens 2 and 3 (where the drafts are checked) by a chi-square test. Redrawing a refused position from
+    the full distribution (the rejection rule's correction removed) puts measurably more mass on the
+    drafted token, and the same test sees it."""
+    from scipy.stats import chi2_contingency
+
+    import dllg.decode.loop as loop
+
+    rule = build_rule("entropy", None, pool, {})
+    prompt = pool.tokenizer("Hello world answer")["input_ids"]
+    config = GenerationConfig(max_new_tokens=3, temperature=0.15, top_p=0.95, seed=11)
+    rows = 3000
+    plain = generate(pool, rule, [prompt] * rows, config)
+
+    def counts(generations, position):
+        tokens = torch.tensor([g.token_ids[position] for g in generations if len(g.token_ids) > position])
+        return torch.bincount(tokens, minlength=pool.vocab_size)
+
+    def same_distribution_p(a, b, position):
+        table = torch.stack([counts(a, position), counts(b, position)])
+        frequent = table.sum(0) >= 10  # rare tokens pooled into one bin: the test needs expected counts
+        table = torch.cat([table[:, frequent], table[:, ~frequent].sum(1, keepdim=True)], dim=1)
+        return chi2_contingency(table.numpy()).pvalue
+
+    common = int(counts(plain, 1).argmax())  # draft the most frequent second token everywhere
+    assert 0.2 < counts(plain, 1)[common] / rows < 0.9  # a draft the fused distribution keeps only sometimes
+    drafter = ConstantDrafter(common)
+    fast = generate(pool, rule, [prompt] * rows, config, drafter=drafter, draft_tokens=2)
+    assert 0 < sum(g.accepted for g in fast) < sum(g.drafted for g in fast)
+    for position in (1, 2):
+        assert same_distribution_p(plain, fast, position) > 1e-3
+
+    original = loop.sample_with_drafts
+
+    def uncorrected(probs, drafts, generator):
+        tokens = original(probs, drafts, generator)
+        redrawn = torch.multinomial(probs[:, :-1].reshape(-1, probs.shape[-1]), 1, generator=generator)
+        refused = tokens[:, :-1] != drafts.to(tokens.device)
+        tokens[:, :-1] = torch.where(refused, redrawn.view(refused.shape), tokens[:, :-1])
+        return tokens
+
+    loop.sample_with_drafts = uncorrected
+    try:
+        biased = generate(pool, rule, [prompt] * rows, config, drafter=drafter, draft_tokens=2)
+    finally:
+        loop.sample_with_drafts = original
+    assert same_distribution_p(plain, biased, 1) < 1e-6
+
+
+def test_the_speculative_benchmark_prints_a_row_per_drafter():
+    from typer.testing import CliRunner
+
+    from dllg.cli.common import expand_multi_value_options
+    from dllg.cli.main import app
+
+    args = ["bench", "speculative", "--experts", "world:arith", "world:code", "--limit", "2"]
+    args += ["--batch-sizes", "1", "-n", "8", "--dtype", "float64", "--speculate", "ngram,expert"]
+    result = CliRunner().invoke(app, expand_multi_value_options(args))
+    assert result.exit_code == 0, result.output
+    rows = [
+        dict(p.split("=", 1) for p in line.split()) for line in result.output.splitlines() if "tok_s=" in line
+    ]
+    assert [r["speculate"] for r in rows] == ["none", "ngram", "expert"]
+    for row in rows:
+        assert row["same_tokens"] == row["prompts"] == "2"  # float64: exactly the plain loop's answers
+        shares = [float(row[f"share_{part}"]) for part in ("drafting", "experts", "rule")]
+        assert abs(sum(shares) - 1) < 0.01 and float(row["limit_ratio"]) > 0
+    assert float(rows[2]["accepted_share"]) > 0  # the smallest expert's drafts are sometimes kept

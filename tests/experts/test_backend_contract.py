@@ -108,3 +108,14 @@ def test_mean_nll_is_the_mean_next_token_nll(expert):
     got = expert.mean_nll([[5, 6, 7, 8, 9], [5]])
     assert got[1].item() == 0.0  # nothing to predict in a one-token sequence
     torch.testing.assert_close(got[0].double(), expected, **tolerance(expert))
+
+
+def test_the_pool_knows_the_longest_sequence_every_expert_reads():
+    from dllg.experts import ExpertPool
+    from dllg.tiny import tiny_expert, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    pool = ExpertPool([tiny_expert(0, tokenizer=tok), tiny_expert(1, tokenizer=tok)])
+    assert pool.max_sequence_tokens() == pool.experts[0].model.config.max_position_embeddings
+    pool.experts[1].model.config.max_position_embeddings = 100
+    assert pool.max_sequence_tokens() == 100

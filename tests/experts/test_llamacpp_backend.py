@@ -142,6 +142,8 @@ def test_a_full_context_is_a_clear_error_and_gives_its_sequences_back(pools, tmp
         expert.prefill([[5] * 300, [6] * 300])  # 600 tokens in a memory of 64 (llama.cpp rounds it up)
     state, _ = expert.prefill([[5, 6, 7]] * 4)  # every sequence id is free again
     expert.release(state)
+    # the longest readable sequence: the context it got (llama.cpp rounds 64 up), under the trained 512
+    assert 64 <= expert.max_sequence_tokens < hf.experts[0].max_sequence_tokens == 512
 
 
 def test_a_gate_trained_on_one_backends_states_warns_on_the_other(pools):
@@ -172,3 +174,32 @@ def test_teacher_forcing_packs_sequences_into_the_context(pools, tmp_path):
         torch.testing.assert_close(states, expert.sequence_states([sequence])[0], atol=1e-2, rtol=1e-2)
     with pytest.raises(DllgError, match=r"a sequence of 300 tokens does not fit"):
         expert.sequence_states([[5] * 300])
+
+
+@pytest.mark.parametrize("name", ["uniform", "dllg"])
+def test_requests_joining_a_running_llamacpp_batch_get_their_own_answers(pools, name):
+    from dllg.decode.loop import Decoder
+
+    hf, llama = pools
+    prompts = [llama.tokenizer(p)["input_ids"] for p in PROMPTS[:10]]
+    alone = [generate(llama, rule(name, llama), [p], CONFIG)[0].token_ids for p in prompts]
+    decoder = Decoder(llama, rule(name, llama), max_rows=4)
+    arrivals = {0: [0, 1], 1: [2], 3: [3, 4, 5], 6: [6], 7: [7, 8, 9]}
+    requests, joined, step = {}, {}, 0
+    while step <= max(arrivals) or decoder.active:
+        for i in arrivals.get(step, []):
+            requests[decoder.submit([prompts[i]], CONFIG)[0]] = i
+        for update in decoder.step():
+            assert update.error is None
+            if update.finished is not None:
+                joined[requests[update.request]] = update.finished.token_ids
+        step += 1
+    decoder.close()
+    assert len(llama.experts[0]._free) == llama.experts[0].max_sequences  # every sequence given back
+    unexplained = []
+    for i, (ours, theirs) in enumerate(zip([joined[i] for i in range(10)], alone, strict=True)):
+        if ours != theirs:
+            at = next(j for j, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b)
+            if margin_at(hf, name, prompts[i], theirs[:at]) > NEAR_TIE:
+                unexplained.append((i, at))
+    assert not unexplained, f"joining a batch changed answers away from near-ties: {unexplained}"

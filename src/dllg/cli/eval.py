@@ -50,7 +50,9 @@ def eval_command(
     device: str = typer.Option("auto", help="Device for every expert, or one per expert: cpu,cuda:0."),
     dtype: str = typer.Option("auto", help="auto (bf16 on GPU / native-bf16 CPUs, else fp32), bf16, fp32..."),
     backend: str = typer.Option("hf", help=BACKEND_HELP),
-    draft: str = typer.Option("none", help="Speculative decoding's drafter (greedy, same output): ngram."),
+    speculate: str = typer.Option(
+        "none", help="Speculative decoding's drafter (the same answers): ngram, expert, auto or none."
+    ),
     by_tags: list[str] = typer.Option(
         None, "--by-tags", help="Also score this task's examples grouped by their tags (e.g. world-mixed)."
     ),
@@ -68,7 +70,7 @@ def eval_command(
     backends = backend.split(",") if "," in backend else backend
     with console.status(f"loading {len(experts)} experts"):
         pool = ExpertPool(load_experts(experts, devices, dtypes, backends))
-    config = GenerationConfig(max_new_tokens=max_new_tokens, draft=draft)
+    config = GenerationConfig(max_new_tokens=max_new_tokens, speculate=speculate)
     evaluate_and_report(pool, names, loaded_tasks, out, config, batch_size, workers, by_tags or ())
 
 

@@ -69,12 +69,18 @@ def generate_command(
     device: str = typer.Option("auto", help="Device for every expert, or one per expert: cpu,cuda:0."),
     dtype: str = typer.Option("auto", help="auto (bf16 on GPU / native-bf16 CPUs, else fp32), bf16, fp32..."),
     backend: str = typer.Option("hf", help=BACKEND_HELP),
-    draft: str = typer.Option(
-        "none", help="Speculative decoding (greedy, same output): ngram drafts from the prompt and output."
+    speculate: str = typer.Option(
+        "auto",
+        help="Speculative decoding, the same answers: ngram (drafts from the prompt and output), expert (the "
+        "smallest expert drafts), none, or auto (ngram where it was measured to pay: greedy, one prompt at "
+        "a time, HF experts; else none).",
     ),
     draft_tokens: int = typer.Option(4, "--draft-tokens", help="Drafted tokens per step, at most."),
     show_weights: bool = typer.Option(
         False, "--show-weights", help="Print each token with its expert weights."
+    ),
+    html: Path = typer.Option(
+        None, "--html", help="Write the answer as a page: tokens coloured by expert, weights plotted."
     ),
 ) -> None:
     """Generate with several experts fused token by token."""
@@ -112,7 +118,7 @@ def generate_command(
         top_p=top_p,
         seed=seed,
         stop=stop or (),
-        draft=draft,
+        speculate=speculate,
         draft_tokens=draft_tokens,
         **options,
     )
@@ -125,3 +131,29 @@ def generate_command(
             mean = result.weights.mean(0).tolist()
             summary = ", ".join(f"{n}={w:.3f}" for n, w in zip(result.expert_names, mean, strict=True))
             console.print(f"mean weights: {summary}; finish: {result.finish_reason}", highlight=False)
+    if html is not None:
+        for path, prompt, result in zip(html_paths(html, len(texts)), texts, results, strict=True):
+            write_generation_html(path, prompt, result, ensemble.pool.tokenizer, fusion)
+            console.print(f"wrote {path}", highlight=False)
+
+
+def html_paths(path: Path, count: int) -> list[Path]:
+    """One page per prompt: answer.html, or answer-1.html, answer-2.html, ... for several."""
+    if count == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}-{i}{path.suffix or '.html'}") for i in range(1, count + 1)]
+
+
+def write_generation_html(path: Path, prompt: str, result: "Generation", tokenizer, fusion: str) -> None:
+    from dllg.view import write_answer_html
+    from dllg.view.tokens import token_pieces
+
+    write_answer_html(
+        path,
+        token_pieces(tokenizer, result.token_ids),
+        result.weights.tolist(),
+        result.expert_names,
+        title=f"dllg generate ({fusion})",
+        prompt=prompt,
+        meta={"method": fusion, "finish": result.finish_reason},
+    )

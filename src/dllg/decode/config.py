@@ -13,7 +13,7 @@ class GenerationConfig:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = field(default_factory=tuple)
-    draft: str = "none"  # speculative decoding's drafter ("ngram"); greedy only, the same output
+    speculate: str = "none"  # speculative decoding's drafter (ngram, expert, auto): the same output
     draft_tokens: int = 4  # drafted tokens per step, at most
 
     def __post_init__(self) -> None:
@@ -32,8 +32,11 @@ class GenerationConfig:
             raise DllgError(f"draft_tokens={self.draft_tokens}: it must be >= 0")
         from dllg.decode.drafting import DRAFTERS  # the registry the loop draws drafters from
 
-        if self.draft not in DRAFTERS:
-            raise DllgError(f"unknown drafter {self.draft!r}: use one of {', '.join(sorted(DRAFTERS))}")
+        if self.speculate not in DRAFTERS:
+            raise DllgError(
+                f"unknown drafter {self.speculate!r} for speculative decoding: "
+                f"use one of {', '.join(sorted(DRAFTERS))}"
+            )
 
     @property
     def greedy(self) -> bool:
@@ -50,5 +53,9 @@ class GenerationConfig:
             "seed": self.seed,
             "stop": list(self.stop),
             # drafting changes nothing but near-ties in fp32: recorded only when used
-            **({"draft": self.draft, "draft_tokens": self.draft_tokens} if self.draft != "none" else {}),
+            **(
+                {"speculate": self.speculate, "draft_tokens": self.draft_tokens}
+                if self.speculate != "none"
+                else {}
+            ),
         }

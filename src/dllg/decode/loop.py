@@ -1,22 +1,27 @@
 """The one decode loop: K experts in lock-step over a batch, fused by a rule, each with its own KV cache.
 
 prefill -> (fuse -> choose -> stop? -> drop finished rows -> step) until every sequence is done.
-Every user of generation (CLI, eval, server, benchmarks, collection) goes through `generate`.
+`Decoder` runs it one step at a time, so that requests can join the running batch between steps and leave
+it when done (continuous batching: the server drives it); `generate` runs it to the end for a list of
+prompts. Every user of generation (CLI, eval, server, benchmarks, collection) goes through one of them.
 
-With a drafter (speculative decoding, greedy only), a step feeds each row its chosen token followed by a
-few drafted ones; every expert and the rule score all of those positions at once, a row keeps the draft
-only as far as the fused greedy choice agrees with it, and every cache rolls back per row to what was
-kept. The output is the plain loop's (exactly, where the arithmetic is deterministic).
+With a drafter (speculative decoding), a step feeds each row its chosen token followed by a few drafted
+ones; every expert and the rule score all of those positions at once, a row keeps the draft only as far as
+the fused choice agrees with it (greedy: the same token; sampling: the rejection rule against the fused
+distribution), and every cache rolls back per row to what was kept. Greedy output is the plain loop's
+(exactly, where the arithmetic is deterministic); sampled output has the plain loop's distribution.
 """
 
 import itertools
-from dataclasses import dataclass
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
 
 import torch
 
 from dllg.decode.config import GenerationConfig
 from dllg.decode.drafting import Drafter, make_drafter
-from dllg.decode.sampling import choose_tokens, make_generator
+from dllg.decode.sampling import choose_tokens, make_generator, sample_with_drafts, sampling_probs
 from dllg.decode.stopping import StopChecker
 from dllg.errors import DllgError
 from dllg.experts.expert import Expert, ExpertOutput
@@ -30,47 +35,116 @@ class Generation:
     text: str
     token_ids: list[int]
     weights: torch.Tensor  # (num_tokens, K): each expert's weight at each generated token (0: not run)
-    finish_reason: str  # "eos", "stop" or "length"
+    finish_reason: str  # "eos", "stop", "length" or "cancelled"
     expert_names: list[str]
     drafted: int = 0  # drafted tokens fed to the experts (speculative decoding)
     accepted: int = 0  # of those, the ones the fused choice agreed with
 
 
+@dataclass
+class Update:
+    """What one step did for one request: the tokens it added (with their weights), and the result when
+    the request finished (or the error that stopped it before it started)."""
+
+    request: int
+    tokens: list[int]
+    weights: torch.Tensor  # (len(tokens), K)
+    finished: Generation | None = None
+    error: BaseException | None = None
+
+
+@dataclass(eq=False)
+class _Group:
+    """Requests submitted together share their settings, stop checker and random generator (a batch of
+    prompts sampled with one seed draws from one stream, as one batched call would)."""
+
+    config: GenerationConfig
+    stopper: StopChecker
+    generator: torch.Generator | None
+
+
+@dataclass(eq=False)
+class _Sequence:
+    request: int
+    prompt: list[int]
+    scored_prompt: list[int]
+    group: _Group
+    budget: int  # draft length for its next step, adapted to how much of its last draft was kept
+    tokens: list[int] = field(default_factory=list)
+    weights: list[torch.Tensor] = field(default_factory=list)
+    reason: str = ""
+    drafted: int = 0
+    accepted: int = 0
+    fed_drafts: list[int] = field(default_factory=list)  # the drafts fed after its last token
+
+
 class _Batch:
-    """The running experts' decoding states and the rows still decoding (their original indices)."""
+    """The running experts' decoding states, one per expert for all running rows."""
 
     def __init__(self, experts: list[Expert]) -> None:
         self.experts = experts
         self.states: list = []
-        self.rows = torch.arange(0)
 
-    def prefill(self, prompts: list[list[int]]) -> list[ExpertOutput]:
-        outputs = []
-        for expert in self.experts:
-            state, output = expert.prefill(prompts)
-            self.states.append(state)
-            outputs.append(output)
-        self.rows = torch.arange(len(prompts))
-        return outputs
+    def prefill(self, prompts: list[list[int]]) -> tuple[list, list[ExpertOutput]]:
+        """Every expert reads the prompts into new states; if one fails, the others' states are freed."""
+        states, outputs = [], []
+        try:
+            for expert in self.experts:
+                state, output = expert.prefill(prompts)
+                states.append(state)
+                outputs.append(output)
+        except BaseException:
+            for expert, state in zip(self.experts, states, strict=False):
+                expert.release(state)
+            raise
+        return states, outputs
+
+    @torch.inference_mode()  # the joined caches were made in inference mode
+    def join(self, states: list) -> None:
+        if not self.states:
+            self.states = states
+            return
+        for expert, state, joining in zip(self.experts, self.states, states, strict=True):
+            expert.join(state, joining)
 
     def step(self, tokens: torch.Tensor) -> list[ExpertOutput]:
         """Feed (B, T) new tokens (one chosen, T - 1 drafted) per running sequence to every expert."""
         tokens = tokens.cpu()
         return [e.step(s, tokens) for e, s in zip(self.experts, self.states, strict=True)]
 
+    def step_drafting(
+        self, last: torch.Tensor, count: int, drafter: int
+    ) -> tuple[torch.Tensor, list[ExpertOutput]]:
+        """Expert `drafter` drafts `count` tokens after each row's `last` (B, 1) token, greedily, one step
+        each, and steps once more past the last draft; the others read [last, drafts] in one step. Its own
+        steps are its outputs at those positions: nothing is scored twice. -> drafts (B, count), outputs."""
+        expert, state = self.experts[drafter], self.states[drafter]
+        fed, own = last.cpu(), []
+        for _ in range(count + 1):
+            own.append(expert.step(state, fed))
+            fed = own[-1].logits[:, -1:].argmax(-1).cpu()
+        drafts = torch.cat([o.logits.argmax(-1).cpu() for o in own[:-1]], dim=1)
+        feed = torch.cat([last.cpu(), drafts], dim=1)
+        outputs = [
+            ExpertOutput(torch.cat([o.logits for o in own], 1), torch.cat([o.hidden for o in own], 1))
+            if k == drafter
+            else e.step(s, feed)
+            for k, (e, s) in enumerate(zip(self.experts, self.states, strict=True))
+        ]
+        return drafts, outputs
+
     def rollback(self, counts: torch.Tensor) -> None:
         for expert, state in zip(self.experts, self.states, strict=True):
             expert.rollback(state, counts)
 
     def keep(self, keep: torch.Tensor) -> None:
-        self.rows = self.rows[keep]
         for expert, state in zip(self.experts, self.states, strict=True):
             expert.keep_rows(state, keep)
 
     def release(self) -> None:
-        # strict=False: a prefill that failed part-way left states for the first experts only
-        for expert, state in zip(self.experts, self.states, strict=False):
+        for expert, state in zip(self.experts, self.states, strict=bool(self.states)):
             expert.release(state)
+        self.states = []
 
 
 def prompt_nll(experts: list[Expert], sequences: list[list[int]], device: torch.device) -> torch.Tensor:
@@ -110,15 +184,313 @@ def _fusion_input(outputs: list[ExpertOutput], device: torch.device) -> FusionIn
     return FusionInput(logits=logits, hidden=[o.hidden.to(device) for o in outputs])
 
 
+def _concat_outputs(first: list[ExpertOutput], second: list[ExpertOutput]) -> list[ExpertOutput]:
+    return [
+        ExpertOutput(torch.cat([a.logits, b.logits]), torch.cat([a.hidden, b.hidden]))
+        for a, b in zip(first, second, strict=True)
+    ]
+
+
 def _ban_early_eos(
-    scores: torch.Tensor, made: list[int], eos_index: torch.Tensor, config: GenerationConfig
+    scores: torch.Tensor, made: list[int], minimum: list[int], eos_index: torch.Tensor
 ) -> torch.Tensor:
-    """(B, T, V) scores with EOS at -inf wherever the position's token would come before min_new_tokens."""
+    """(B, T, V) scores with EOS at -inf wherever the position's token would come before its row's
+    min_new_tokens."""
     device = scores.device
     index = torch.tensor(made, device=device)[:, None] + torch.arange(scores.shape[1], device=device)
+    early = index < torch.tensor(minimum, device=device)[:, None]
     eos = torch.zeros(scores.shape[-1], dtype=torch.bool, device=device)
     eos[eos_index] = True
-    return scores.masked_fill((index < config.min_new_tokens)[..., None] & eos, float("-inf"))
+    return scores.masked_fill(early[..., None] & eos, float("-inf"))
+
+
+class Decoder:
+    """The decode loop, one step at a time, over a batch that requests join and leave.
+
+    `submit` queues prompts (their settings may differ from other requests': sampling, stop strings,
+    budgets); each `step` first lets waiting requests join (a prefill), then fuses, chooses and feeds one
+    token per running row (more with a drafter) and reports what each request got. A request cancelled
+    with `cancel` leaves at the next step. At most `max_rows` rows run at once; the rest wait."""
+
+    def __init__(
+        self,
+        pool: ExpertPool,
+        rule: FusionRule,
+        drafter: str | Drafter = "none",
+        draft_tokens: int = 4,
+        max_rows: int | None = None,
+    ) -> None:
+        if max_rows is not None and max_rows < 1:
+            raise DllgError(f"max_rows={max_rows}: it must be at least 1")
+        if draft_tokens < 0:
+            raise DllgError(f"draft_tokens={draft_tokens}: it must be >= 0")
+        self.pool, self.rule, self.max_rows = pool, rule, max_rows
+        running = rule.bind(pool.names)
+        self.experts = [pool[i] for i in running]
+        backends = [e.backend for e in self.experts]
+        rule.notice_backends(backends)
+        chosen = make_drafter(drafter) if isinstance(drafter, str) else drafter
+        self.drafter = chosen.resolve(backends)
+        self.draft_tokens = draft_tokens if self.drafter.name != "none" else 0
+        if self.draft_tokens and not rule.can_roll_back:
+            if chosen.name == "auto":
+                self.draft_tokens = 0  # auto never speculates where it cannot
+            else:
+                raise DllgError(
+                    f"fusion rule {rule.name!r} cannot roll its state back per row yet: "
+                    "decode without a drafter"
+                )
+        # the expert drafter: the smallest running expert, whose steps cost least
+        sizes = [e.parameter_count() for e in self.experts] if self.drafter.drafts_with_expert else [0]
+        self.drafting_expert = sizes.index(min(sizes))
+        self.timings: Counter[str] = Counter()  # seconds spent drafting, in the experts, in the rule
+        self.names = [pool.names[i] for i in running]
+        self.device = self.experts[0].device
+        self.eos_ids = pool.eos_token_ids()
+        self.eos_index = torch.tensor(sorted(self.eos_ids), dtype=torch.long, device=self.device)
+        self.running_index = torch.tensor(running, dtype=torch.long)
+        self._batch = _Batch(self.experts)
+        self._rows: list[_Sequence] = []  # running requests, in batch order
+        self._waiting: deque[_Sequence] = deque()
+        self._cancelled: set[int] = set()
+        self._outputs: list[ExpertOutput] = []  # the experts' outputs at each running row's fed positions
+        self._requests = itertools.count()
+        self._steps = 0
+
+    # -- requests ------------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        prompts: list[list[int]],
+        config: GenerationConfig | None = None,
+        scored_prompts: list[list[int]] | None = None,
+    ) -> list[int]:
+        """Queue prompts (token ids) to be continued with `config`; their request ids, in order.
+
+        `scored_prompts`: what a rule that weighs experts by perplexity scores, one per prompt (Pack of
+        LLMs scores the user's input alone, without the chat template's system prompt); default: the
+        prompts."""
+        config = config or GenerationConfig()
+        if scored_prompts is not None and len(scored_prompts) != len(prompts):
+            raise DllgError(f"{len(scored_prompts)} scored prompts for {len(prompts)} prompts: give one each")
+        if not prompts or any(len(p) == 0 for p in prompts):
+            raise DllgError("every prompt needs at least one token: an empty prompt cannot be continued")
+        group = _Group(
+            config,
+            StopChecker(self.pool.tokenizer, self.eos_ids, config),
+            make_generator(config, self.device),
+        )
+        drafted = config.greedy or not self.drafter.greedy_only
+        budget = self.draft_tokens if drafted else 0
+        ids = []
+        for i, prompt in enumerate(prompts):
+            scored = scored_prompts[i] if scored_prompts is not None else prompt
+            request = next(self._requests)
+            self._waiting.append(_Sequence(request, list(prompt), list(scored), group, budget))
+            ids.append(request)
+        return ids
+
+    def cancel(self, request: int) -> None:
+        """Stop a request (a client went away): it leaves the batch at the next step, finished "cancelled"."""
+        self._cancelled.add(request)
+
+    @property
+    def active(self) -> bool:
+        """Whether any request is running or waiting."""
+        return bool(self._rows or self._waiting)
+
+    @property
+    def running(self) -> int:
+        return len(self._rows)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def close(self) -> None:
+        """Free the batch (llama.cpp experts give their sequences back); waiting requests are dropped."""
+        self._batch.release()
+        self._rows, self._outputs = [], []
+        self._waiting.clear()
+
+    # -- one step ------------------------------------------------------------------------------------
+
+    def step(self) -> list[Update]:
+        """Admit waiting requests, then decode one step for every running row; what each request got."""
+        updates = self._drop_cancelled()
+        updates += self._admit()
+        if not self._rows:
+            return updates
+        started = time.perf_counter()
+        inputs = _fusion_input(self._outputs, self.device)
+        fused = self.rule.fuse(inputs)
+        self.timings["rule"] += time.perf_counter() - started
+        check_finite(fused, inputs, self.names, self.rule.name, self._steps)
+        self._steps += 1
+        scores, weights = fused.scores, fused.weights
+        if scores.dim() == 2:  # one position per row: the same shapes as several
+            scores, weights = scores.unsqueeze(1), weights.unsqueeze(1)
+        rows, positions = scores.shape[:2]
+        minimum = [s.group.config.min_new_tokens for s in self._rows]
+        if any(minimum) and len(self.eos_index):
+            scores = _ban_early_eos(scores, [len(s.tokens) for s in self._rows], minimum, self.eos_index)
+        tokens = self._choose(scores)
+        full_weights = torch.zeros(rows, positions, len(self.pool))
+        full_weights[..., self.running_index] = weights.float().cpu()
+
+        keep: list[int] = []
+        unused = torch.zeros(rows, dtype=torch.long)  # fed positions past what each row kept
+        for i, seq in enumerate(self._rows):
+            added = self._extend(seq, tokens[i].tolist(), full_weights[i])
+            unused[i] = positions - added
+            updates.append(Update(seq.request, seq.tokens[-added:], full_weights[i, :added]))
+            if seq.reason:
+                updates[-1].finished = self._result(seq)
+            else:
+                keep.append(i)
+        if unused.any():
+            self._batch.rollback(unused)
+            self.rule.rollback(unused)
+        self._keep(keep)
+        if self._rows:
+            self._feed()
+        return updates
+
+    def _choose(self, scores: torch.Tensor) -> torch.Tensor:
+        """(B, T, V) -> (B, T) tokens, each request's rows by its group's settings and random stream."""
+        rows, positions, vocab = scores.shape
+        groups: dict[_Group, list[int]] = {}
+        for i, seq in enumerate(self._rows):
+            groups.setdefault(seq.group, []).append(i)
+        tokens = torch.empty(rows, positions, dtype=torch.long, device=scores.device)
+        for group, members in groups.items():
+            index = torch.tensor(members, device=scores.device)
+            if group.config.greedy or positions == 1:
+                flat = scores[index].reshape(len(members) * positions, vocab)
+                chosen = choose_tokens(flat, group.config, group.generator).view(len(members), positions)
+            else:  # sampled rows with drafts fed: keep or refuse each draft by the rejection rule
+                drafts = torch.tensor([self._rows[i].fed_drafts for i in members])
+                probs = sampling_probs(scores[index], group.config)
+                chosen = sample_with_drafts(probs, drafts, group.generator)
+            tokens[index] = chosen
+        return tokens.cpu()
+
+    def _extend(self, seq: _Sequence, tokens: list[int], weights: torch.Tensor) -> int:
+        """Append a row's chosen tokens as far as they are valid; how many positions it used."""
+        drafts = seq.fed_drafts
+        for j, token in enumerate(tokens):
+            seq.tokens.append(token)
+            seq.weights.append(weights[j])
+            seq.reason = seq.group.stopper.reason(seq.tokens) or ""
+            # the next position is valid only if the draft fed there is the token just chosen
+            if seq.reason or j >= len(drafts) or drafts[j] != token:
+                seq.accepted += j
+                if drafts:  # all kept: one more next time; else as many as were kept, plus one
+                    seq.budget = min(self.draft_tokens, j + 1 + (j == len(drafts)))
+                return j + 1
+        raise AssertionError("the last fed position always ends the row's tokens")
+
+    def _feed(self) -> None:
+        """Feed every running row its last token (and drafts after it): the experts' next outputs."""
+        # Rows that wait to join need a step of one position per row (a prefill gives one).
+        limit = self.drafter.max_rows
+        drafting = self.draft_tokens and not self._waiting and (limit is None or len(self._rows) <= limit)
+        budgets = [seq.budget if drafting else 0 for seq in self._rows]
+        last = torch.tensor([[s.tokens[-1]] for s in self._rows], dtype=torch.long)
+        started = time.perf_counter()
+        if self.drafter.drafts_with_expert and max(budgets):
+            drafts, self._outputs = self._batch.step_drafting(last, max(budgets), self.drafting_expert)
+            for seq, row in zip(self._rows, drafts.tolist(), strict=True):
+                seq.fed_drafts = row
+                seq.drafted += len(row)
+            self.timings["experts"] += time.perf_counter() - started
+            return
+        for seq, budget in zip(self._rows, budgets, strict=True):
+            seq.fed_drafts = self.drafter.draft(seq.prompt + seq.tokens, budget) if budget else []
+            seq.drafted += len(seq.fed_drafts)
+        width = max(len(s.fed_drafts) for s in self._rows)
+        # rows with fewer drafts are padded by repeating their token: a pad is kept only if it is right
+        for seq in self._rows:
+            seq.fed_drafts += [seq.tokens[-1]] * (width - len(seq.fed_drafts))
+        feed = [[s.tokens[-1], *s.fed_drafts] for s in self._rows]
+        drafted = time.perf_counter()
+        self.timings["drafting"] += drafted - started
+        self._outputs = self._batch.step(torch.tensor(feed, dtype=torch.long))
+        self.timings["experts"] += time.perf_counter() - drafted
+
+    def _keep(self, keep: list[int]) -> None:
+        if len(keep) == len(self._rows):
+            return
+        if not keep:  # the batch is done: free it; requests that come later start a new one
+            self._batch.release()
+            self._rows, self._outputs = [], []
+            return
+        index = torch.tensor(keep, dtype=torch.long)
+        self._batch.keep(index)
+        self.rule.keep_rows(index)
+        self._rows = [self._rows[i] for i in keep]
+        self._outputs = [ExpertOutput(o.logits[index], o.hidden[index]) for o in self._outputs]
+
+    def _drop_cancelled(self) -> list[Update]:
+        if not self._cancelled:
+            return []
+        updates = []
+        for seq in [s for s in self._waiting if s.request in self._cancelled]:
+            self._waiting.remove(seq)
+            seq.reason = "cancelled"
+            updates.append(Update(seq.request, [], torch.zeros(0, len(self.pool)), self._result(seq)))
+        keep = []
+        for i, seq in enumerate(self._rows):
+            if seq.request in self._cancelled:
+                seq.reason = "cancelled"
+                updates.append(Update(seq.request, [], torch.zeros(0, len(self.pool)), self._result(seq)))
+            else:
+                keep.append(i)
+        self._cancelled.clear()
+        self._keep(keep)
+        return updates
+
+    def _admit(self) -> list[Update]:
+        """Let waiting requests join: a prefill of their prompts, appended to the running batch."""
+        room = len(self._waiting) if self.max_rows is None else self.max_rows - len(self._rows)
+        pending_positions = self._outputs[0].logits.shape[1] if self._rows else 1
+        if not self._waiting or room < 1 or pending_positions != 1:
+            return []  # a step with drafts is pending: they join after it (the next feed has none)
+        joining = [self._waiting.popleft() for _ in range(min(room, len(self._waiting)))]
+        prompts = [s.prompt for s in joining]
+        try:
+            nll = (
+                prompt_nll(self.experts, [s.scored_prompt for s in joining], self.device)
+                if self.rule.needs_prompt_nll
+                else None
+            )
+            states, outputs = self._batch.prefill(prompts)
+        except Exception as exc:  # these requests fail; the running ones go on
+            return [Update(s.request, [], torch.zeros(0, len(self.pool)), error=exc) for s in joining]
+        ids, mask = left_pad(prompts, self.pool.pad_token_id())  # what a rule may read about the prompts
+        context = PromptContext(input_ids=ids, attention_mask=mask, prompt_nll=nll)
+        if self._rows:
+            self._batch.join(states)
+            self.rule.extend(context)
+            self._outputs = _concat_outputs(self._outputs, outputs)
+        else:
+            self._batch.join(states)
+            self.rule.start(context)
+            self._outputs = outputs
+        self._rows += joining
+        return []
+
+    def _result(self, seq: _Sequence) -> Generation:
+        weights = torch.stack(seq.weights) if seq.weights else torch.zeros(0, len(self.pool))
+        return Generation(
+            text=seq.group.stopper.text(seq.tokens, seq.reason),
+            token_ids=seq.tokens,
+            weights=weights,
+            finish_reason=seq.reason,
+            expert_names=self.pool.names,
+            drafted=seq.drafted,
+            accepted=seq.accepted,
+        )
 
 
 def generate(
@@ -129,123 +501,30 @@ def generate(
     scored_prompts: list[list[int]] | None = None,
     drafter: str | Drafter | None = None,
     draft_tokens: int | None = None,
+    timings: Counter | None = None,
 ) -> list[Generation]:
-    """Generate one continuation per prompt (token ids) with the experts fused by `rule`.
+    """Generate one continuation per prompt (token ids) with the experts fused by `rule`: the decode loop
+    run to the end over one batch.
 
-    `scored_prompts`: what a rule that weighs experts by perplexity scores, one per prompt (Pack of LLMs
-    scores the user's input alone, without the chat template's system prompt); default: the prompts.
-    `drafter` ("ngram", ... or a Drafter; "none": the plain loop) drafts up to `draft_tokens` tokens per
-    step; both default to the config's `draft` and `draft_tokens`."""
+    `scored_prompts`: see `Decoder.submit`. `drafter` ("ngram", "expert", "auto", ... or a Drafter; "none":
+    the plain loop) drafts up to `draft_tokens` tokens per step; both default to the config's `speculate`
+    and `draft_tokens`. `timings`, if given, adds up the seconds spent drafting, in the experts and in the
+    rule."""
     config = config or GenerationConfig()
-    drafter = config.draft if drafter is None else drafter
+    drafter = config.speculate if drafter is None else drafter
     draft_tokens = config.draft_tokens if draft_tokens is None else draft_tokens
-    drafting = make_drafter(drafter) if isinstance(drafter, str) else drafter
-    speculative = drafting.name != "none" and draft_tokens > 0
-    if speculative and not config.greedy:
-        raise DllgError(
-            "speculative decoding is exact for greedy decoding only: use temperature 0 or no drafter"
-        )
-    if speculative and not rule.can_roll_back:
-        raise DllgError(
-            f"fusion rule {rule.name!r} cannot roll its state back per row yet: decode without a drafter"
-        )
-    running = rule.bind(pool.names)
-    experts = [pool[i] for i in running]
-    rule.notice_backends([e.backend for e in experts])
-    fusion_device = experts[0].device
-    eos_ids = pool.eos_token_ids()
-    stopper = StopChecker(pool.tokenizer, eos_ids, config)
-    generator = make_generator(config, fusion_device)
-    eos_index = torch.tensor(sorted(eos_ids), dtype=torch.long, device=fusion_device)
-    running_index = torch.tensor(running, dtype=torch.long)
-
-    if scored_prompts is not None and len(scored_prompts) != len(prompts):
-        raise DllgError(f"{len(scored_prompts)} scored prompts for {len(prompts)} prompts: give one each")
-    if not prompts or any(len(p) == 0 for p in prompts):
-        raise DllgError("every prompt needs at least one token: an empty prompt cannot be continued")
-    nll = prompt_nll(experts, scored_prompts or prompts, fusion_device) if rule.needs_prompt_nll else None
-    names = [pool.names[i] for i in running]
-    tokens_out: list[list[int]] = [[] for _ in prompts]
-    weights_out: list[list[torch.Tensor]] = [[] for _ in prompts]
-    reasons: list[str] = [""] * len(prompts)
-    drafted, accepted = [0] * len(prompts), [0] * len(prompts)
-    fed_drafts: list[list[int]] = [[] for _ in prompts]  # per running row: the drafts fed after its token
-    # Draft length per sequence, adapted to how much of its last draft was kept: a multi-token step costs
-    # more than one step (much more on compute-bound CPUs), so drafts that keep failing shrink.
-    budget = [draft_tokens] * len(prompts)
-    batch = _Batch(experts)
+    decoder = Decoder(pool, rule, drafter, draft_tokens)
+    results: dict[int, Generation] = {}
     try:
-        outputs = batch.prefill(prompts)
-        ids, mask = left_pad(prompts, pool.pad_token_id())  # what a rule may read about the prompts
-        rule.start(PromptContext(input_ids=ids, attention_mask=mask, prompt_nll=nll))
-
-        for step in itertools.count():
-            inputs = _fusion_input(outputs, fusion_device)
-            fused = rule.fuse(inputs)
-            check_finite(fused, inputs, names, rule.name, step)
-            scores, weights = fused.scores, fused.weights
-            if scores.dim() == 2:  # one position per row: the same shapes as several
-                scores, weights = scores.unsqueeze(1), weights.unsqueeze(1)
-            rows, positions = scores.shape[:2]
-            if config.min_new_tokens and len(eos_index):
-                made = [len(tokens_out[r]) for r in batch.rows.tolist()]
-                scores = _ban_early_eos(scores, made, eos_index, config)
-            flat = choose_tokens(scores.reshape(rows * positions, -1), config, generator)
-            tokens = flat.view(rows, positions)
-            full_weights = torch.zeros(rows, positions, len(pool))
-            full_weights[..., running_index] = weights.float().cpu()
-
-            keep: list[int] = []
-            unused = torch.zeros(rows, dtype=torch.long)  # fed positions past what each row kept
-            for i, row in enumerate(batch.rows.tolist()):
-                for j in range(positions):
-                    token = int(tokens[i, j])
-                    tokens_out[row].append(token)
-                    weights_out[row].append(full_weights[i, j])
-                    reasons[row] = stopper.reason(tokens_out[row]) or ""
-                    drafts = fed_drafts[i]
-                    # the next position is valid only if the draft fed there is the token just chosen
-                    if reasons[row] or j >= len(drafts) or drafts[j] != token:
-                        unused[i] = positions - 1 - j
-                        accepted[row] += j
-                        if drafts:  # all kept: one more next time; else as many as were kept, plus one
-                            budget[row] = min(draft_tokens, j + 1 + (j == len(drafts)))
-                        break
-                if not reasons[row]:
-                    keep.append(i)
-            if unused.any():
-                batch.rollback(unused)
-                rule.rollback(unused)
-            if not keep:
-                break
-            keep_index = torch.tensor(keep, dtype=torch.long)
-            if len(keep) < len(batch.rows):
-                batch.keep(keep_index)
-                rule.keep_rows(keep_index)
-            last = [tokens_out[row][-1] for row in batch.rows.tolist()]
-            fed_drafts = [
-                drafting.draft(prompts[row] + tokens_out[row], budget[row]) if speculative else []
-                for row in batch.rows.tolist()
-            ]
-            width = max(len(d) for d in fed_drafts)
-            for row, drafts in zip(batch.rows.tolist(), fed_drafts, strict=True):
-                drafted[row] += len(drafts)
-            # rows with fewer drafts are padded by repeating their token: a pad is kept only if it is right
-            feed = [[t, *d, *([t] * (width - len(d)))] for t, d in zip(last, fed_drafts, strict=True)]
-            fed_drafts = [[*d, *([t] * (width - len(d)))] for t, d in zip(last, fed_drafts, strict=True)]
-            outputs = batch.step(torch.tensor(feed, dtype=torch.long))
+        requests = decoder.submit(prompts, config, scored_prompts)
+        while decoder.active:
+            for update in decoder.step():
+                if update.error is not None:
+                    raise update.error
+                if update.finished is not None:
+                    results[update.request] = update.finished
     finally:
-        batch.release()  # llama.cpp experts free the batch's sequences
-
-    return [
-        Generation(
-            text=stopper.text(tokens_out[row], reasons[row]),
-            token_ids=tokens_out[row],
-            weights=torch.stack(weights_out[row]),
-            finish_reason=reasons[row],
-            expert_names=pool.names,
-            drafted=drafted[row],
-            accepted=accepted[row],
-        )
-        for row in range(len(prompts))
-    ]
+        decoder.close()  # llama.cpp experts free the batch's sequences
+        if timings is not None:
+            timings.update(decoder.timings)
+    return [results[r] for r in requests]

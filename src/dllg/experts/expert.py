@@ -7,6 +7,7 @@ touches a backend's model. A decoding batch lives in an opaque state the backend
   prefill(prompts)            read the prompts (token ids, ragged), one state for the batch
   step(state, tokens)         feed T new tokens to every row (B, T); outputs at those T positions
   keep_rows(state, rows)      drop finished rows (their work stops)
+  join(state, other)          append the rows of another prefilled state (requests joining a running batch)
   rollback(state, counts)     forget each row's last counts[i] tokens (a rejected speculative draft)
   release(state)              the batch is done
 
@@ -63,6 +64,12 @@ class Expert(ABC):
     @abstractmethod
     def parameter_count(self) -> int: ...
 
+    @property
+    @abstractmethod
+    def max_sequence_tokens(self) -> int:
+        """The longest sequence (prompt and answer together) it can read: its trained context, and for
+        llama.cpp also the context it was given."""
+
     @abstractmethod
     def eos_token_ids(self) -> set[int]:
         """End-of-sequence ids the model's own generation settings declare (the tokenizer's are added)."""
@@ -78,6 +85,10 @@ class Expert(ABC):
     @abstractmethod
     def keep_rows(self, state: Any, rows: torch.Tensor) -> None:
         """Keep only these rows (indices into the current rows), in this order."""
+
+    @abstractmethod
+    def join(self, state: Any, other: Any) -> None:
+        """Append the rows of `other` (a state from `prefill`, now consumed) after the rows of `state`."""
 
     @abstractmethod
     def rollback(self, state: Any, counts: torch.Tensor) -> None:

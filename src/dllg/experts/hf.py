@@ -9,7 +9,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from dllg.experts.expert import Expert, ExpertOutput
-from dllg.experts.padding import left_pad, right_pad, roll_back_masked
+from dllg.experts.padding import join_masked, left_pad, right_pad, roll_back_masked
 
 
 @dataclass
@@ -59,6 +59,11 @@ class HFExpert(Expert):
     @property
     def output_rows(self) -> int:
         return self._head.weight.shape[0]
+
+    @property
+    def max_sequence_tokens(self) -> int:
+        config = self.model.config.get_text_config()
+        return int(getattr(config, "max_position_embeddings", None) or 2**31 - 1)
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
@@ -139,6 +144,9 @@ class HFExpert(Expert):
         state.cache.batch_select_indices(rows.to(self.device))
         state.mask = state.mask[rows.cpu()]
         state.next_position = state.next_position[rows.cpu()]
+
+    def join(self, state: HFState, other: HFState) -> None:
+        join_masked(state, other)
 
     def rollback(self, state: HFState, counts: torch.Tensor) -> None:
         roll_back_masked(state, counts)

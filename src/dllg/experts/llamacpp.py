@@ -134,6 +134,11 @@ class LlamaCppExpert(Expert):
     def output_rows(self) -> int:
         return self._rows
 
+    @property
+    def max_sequence_tokens(self) -> int:
+        trained = int(self._llama.llama_model_n_ctx_train(self._model))
+        return min(trained, self._context_tokens) if trained > 0 else self._context_tokens
+
     def parameter_count(self) -> int:
         return int(self._llama.llama_model_n_params(self._model))
 
@@ -233,6 +238,11 @@ class LlamaCppExpert(Expert):
         self._release([state.seqs[i] for i in sorted(leaving)])
         state.seqs = [state.seqs[i] for i in kept]
         state.positions = [state.positions[i] for i in kept]
+
+    def join(self, state: LlamaState, other: LlamaState) -> None:
+        state.seqs += other.seqs  # sequences live side by side in the one memory: nothing to move
+        state.positions += other.positions
+        other.seqs, other.positions = [], []
 
     def rollback(self, state: LlamaState, counts: torch.Tensor) -> None:
         for row, count in enumerate(counts.tolist()):

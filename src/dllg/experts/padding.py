@@ -45,3 +45,44 @@ def roll_back_masked(state, counts: torch.Tensor) -> None:
     if shared:
         state.cache.crop(-shared)  # crop takes a negative count of tokens to drop
         state.mask = state.mask[:, :-shared]
+
+
+def join_masked(state, other) -> None:
+    """Append the rows of `other` to `state` (masked KV-cache states as in `roll_back_masked`): rows that
+    joined a running batch. The narrower state gets masked zero columns on the left, so every row's next
+    token still lands in the same column."""
+    from transformers.cache_utils import DynamicSlidingWindowLayer  # transformers is slow to import
+
+    width = max(state.mask.shape[1], other.mask.shape[1])
+    for mine, theirs in zip(state.cache.layers, other.cache.layers, strict=True):
+        if isinstance(mine, DynamicSlidingWindowLayer) or isinstance(theirs, DynamicSlidingWindowLayer):
+            raise DllgError(
+                "rows cannot join a batch of a model with sliding-window attention layers: "
+                "decode its requests in separate batches"
+            )
+        filled = [layer for layer in (mine, theirs) if layer.get_seq_length()]
+        if not filled:
+            continue  # neither has a column yet (a gate state before its first position)
+        template = filled[0]
+        for layer, rows in ((mine, state.mask.shape[0]), (theirs, other.mask.shape[0])):
+            if not layer.get_seq_length():
+                layer.lazy_initialization(template.keys, template.values)
+                shape = (rows, *template.keys.shape[1:-2], 0, template.keys.shape[-1])
+                layer.keys = template.keys.new_zeros(shape)
+                layer.values = template.values.new_zeros((*shape[:-1], template.values.shape[-1]))
+        mine.keys = torch.cat([_widen(mine.keys, width), _widen(theirs.keys, width)], dim=0)
+        mine.values = torch.cat([_widen(mine.values, width), _widen(theirs.values, width)], dim=0)
+    state.mask = torch.cat([_widen_mask(state.mask, width), _widen_mask(other.mask, width)], dim=0)
+    state.next_position = torch.cat([state.next_position, other.next_position.to(state.next_position)])
+
+
+def _widen(cached: torch.Tensor, width: int) -> torch.Tensor:
+    """(B, heads, columns, d) -> (B, heads, width, d), zero columns first."""
+    missing = width - cached.shape[-2]
+    if not missing:
+        return cached
+    return torch.cat([cached.new_zeros((*cached.shape[:-2], missing, cached.shape[-1])), cached], dim=-2)
+
+
+def _widen_mask(mask: torch.Tensor, width: int) -> torch.Tensor:
+    return torch.nn.functional.pad(mask, (width - mask.shape[1], 0))

@@ -102,3 +102,7 @@ class ExpertPool:
             if candidate is not None:
                 return candidate
         return 0
+
+    def max_sequence_tokens(self) -> int:
+        """The longest sequence (prompt and answer together) every expert can read."""
+        return min(e.max_sequence_tokens for e in self.experts)

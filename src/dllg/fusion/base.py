@@ -53,6 +53,10 @@ class FusionRule(ABC):
     def start(self, context: PromptContext) -> None:  # noqa: B027 - optional hook
         """Called once per batch after the prompts were read by every running expert."""
 
+    def extend(self, context: PromptContext) -> None:  # noqa: B027 - optional hook
+        """Rows joined the running batch (continuous batching): their prompts, appended after the current
+        rows. Rules that keep per-row state grow it here as `start` builds it."""
+
     @abstractmethod
     def fuse(self, inputs: FusionInput) -> FusionOutput:
         """Fuse one (or several) positions of every sequence in the batch."""

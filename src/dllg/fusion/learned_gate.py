@@ -46,6 +46,10 @@ class LearnedGate(WeightedRule):
     def start(self, context: PromptContext) -> None:
         self._state = self.gate.new_state(context.input_ids.shape[0])
 
+    def extend(self, context: PromptContext) -> None:
+        joining = self.gate.new_state(context.input_ids.shape[0])
+        self._state = self.gate.join_rows(self._state, joining)
+
     def keep_rows(self, rows: torch.Tensor) -> None:
         self._state = self.gate.select_rows(self._state, rows)
 

@@ -26,6 +26,11 @@ class PackLLM(WeightedRule):
         assert context.prompt_nll is not None, "the loop computes prompt NLL for rules that need it"
         self._row_weights = torch.softmax(-context.prompt_nll.float() / self.tau, dim=-1)  # (B, K)
 
+    def extend(self, context: PromptContext) -> None:
+        assert self._row_weights is not None and context.prompt_nll is not None
+        joining = torch.softmax(-context.prompt_nll.float() / self.tau, dim=-1)
+        self._row_weights = torch.cat([self._row_weights, joining.to(self._row_weights)])
+
     def keep_rows(self, rows: torch.Tensor) -> None:
         assert self._row_weights is not None
         self._row_weights = self._row_weights[rows.to(self._row_weights.device)]

@@ -76,6 +76,10 @@ class Gate(nn.Module):
     def select_rows(self, state: Any | None, rows: torch.Tensor) -> Any | None:
         return state
 
+    def join_rows(self, state: Any | None, other: Any | None) -> Any | None:
+        """`state` with the rows of `other` (a new state of the rows joining the batch) appended."""
+        return state
+
     def rollback(self, state: Any | None, counts: torch.Tensor) -> None:
         """Forget the last counts[i] positions of row i (rejected drafts); stateless gates keep nothing."""
 

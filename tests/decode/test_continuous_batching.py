@@ -1,0 +1,137 @@
+"""Continuous batching: requests that join a running batch between steps (and leave it when done) get
+token-for-token the answer they get alone, for every rule and every gate variant (the gates' own caches
+grow by the joining rows), with and without drafting, in float64 on tiny models. Requests keep their own
+settings, a cancelled request leaves at the next step, and a request that fails to start fails alone."""
+
+import pytest
+import torch
+from test_loop_matrix import HIDDEN, build_rule  # tests/decode/test_loop_matrix.py
+
+from dllg.decode import GenerationConfig, generate
+from dllg.decode.loop import Decoder
+from dllg.experts import ExpertPool
+from dllg.fusion import RULES
+from dllg.gate import GATES
+from dllg.tiny import tiny_expert, tiny_tokenizer
+
+WORDS = ["def", "add", "(a, b):", "return", "a + b", "Hello", "world", "answer", "is", "42", "x", "="]
+PROMPTS = [" ".join(WORDS[(i * 5 + j) % len(WORDS)] for j in range(2 + (i * 7) % 9)) for i in range(9)]
+CONFIG = GenerationConfig(max_new_tokens=10, stop=("e", "t"))  # rows stop after 1 to 10 tokens
+ARRIVALS = [0, 0, 1, 1, 2, 4, 5, 5, 9]  # the step before which prompt i is submitted
+
+
+def cases() -> list[tuple[str, str | None]]:
+    return [(n, v) for n in sorted(RULES) for v in (sorted(GATES) if n == "dllg" else [None])]
+
+
+@pytest.fixture(scope="module")
+def pool() -> ExpertPool:
+    tok = tiny_tokenizer()
+    return ExpertPool(
+        [tiny_expert(70 + i, hidden=h, dtype=torch.float64, tokenizer=tok) for i, h in enumerate(HIDDEN[2])]
+    )
+
+
+def encode(pool: ExpertPool, texts: list[str]) -> list[list[int]]:
+    return [pool.tokenizer(t)["input_ids"] for t in texts]
+
+
+def run_staggered(decoder: Decoder, prompts, configs, arrivals, watch=None):
+    """Submit prompt i before step arrivals[i]; step until every request is done; results by prompt."""
+    ids: dict[int, int] = {}
+    results = {}
+    step = 0
+    while len(ids) < len(prompts) or decoder.active:
+        for i, when in enumerate(arrivals):
+            if when == step:
+                ids[decoder.submit([prompts[i]], configs[i])[0]] = i
+        for update in decoder.step():
+            assert update.error is None, update.error
+            if update.finished is not None:
+                results[ids[update.request]] = update.finished
+        if watch:
+            watch(decoder.running)
+        step += 1
+    decoder.close()
+    return [results[i] for i in range(len(prompts))]
+
+
+@pytest.mark.parametrize(("name", "variant"), cases())
+def test_joining_requests_get_the_answer_they_get_alone(pool, name, variant):
+    gates: dict = {}
+    prompts = encode(pool, PROMPTS)
+    alone = [generate(pool, build_rule(name, variant, pool, gates), [p], CONFIG)[0] for p in prompts]
+    assert len({len(g.token_ids) for g in alone}) > 1  # rows leave at different steps
+    drafters = ["none", "ngram"] if build_rule(name, variant, pool, gates).can_roll_back else ["none"]
+    for drafter in drafters:
+        decoder = Decoder(pool, build_rule(name, variant, pool, gates), drafter=drafter, max_rows=3)
+        running: list[int] = []
+        joined = run_staggered(decoder, prompts, [CONFIG] * len(prompts), ARRIVALS, running.append)
+        assert max(running) == 3 and 0 in running  # the batch filled up, emptied, and started again
+        for a, b in zip(alone, joined, strict=True):
+            assert a.token_ids == b.token_ids and a.finish_reason == b.finish_reason, drafter
+            torch.testing.assert_close(a.weights, b.weights, atol=1e-6, rtol=1e-6)
+
+
+def test_each_request_keeps_its_own_settings(pool):
+    prompts = encode(pool, PROMPTS[:4])
+    configs = [
+        GenerationConfig(max_new_tokens=3),
+        GenerationConfig(max_new_tokens=12, stop=("e",)),
+        GenerationConfig(max_new_tokens=8, temperature=0.9, top_p=0.8, seed=5),
+        GenerationConfig(max_new_tokens=6, min_new_tokens=6),
+    ]
+    alone = [
+        generate(pool, build_rule("uniform", None, pool, {}), [p], c)[0]
+        for p, c in zip(prompts, configs, strict=True)
+    ]
+    decoder = Decoder(pool, build_rule("uniform", None, pool, {}))
+    joined = run_staggered(decoder, prompts, configs, [0, 1, 1, 3])
+    for a, b in zip(alone, joined, strict=True):
+        assert a.token_ids == b.token_ids and a.finish_reason == b.finish_reason
+    assert len(joined[0].token_ids) == 3 and joined[3].finish_reason == "length"
+
+
+def test_a_cancelled_request_leaves_and_the_others_go_on(pool):
+    prompts = encode(pool, PROMPTS[:3])
+    config = GenerationConfig(max_new_tokens=12)
+    alone = [generate(pool, build_rule("entropy", None, pool, {}), [p], config)[0] for p in prompts]
+    decoder = Decoder(pool, build_rule("entropy", None, pool, {}))
+    ids = decoder.submit(prompts, config)
+    finished = {}
+    for step in range(40):
+        if step == 3:
+            decoder.cancel(ids[1])
+        for update in decoder.step():
+            if update.finished is not None:
+                finished[update.request] = (step, update.finished)
+        if not decoder.active:
+            break
+    decoder.close()
+    step, cancelled = finished[ids[1]]
+    assert cancelled.finish_reason == "cancelled" and step == 3
+    assert cancelled.token_ids == alone[1].token_ids[:3]  # what it had before it left
+    for i in (0, 2):
+        assert finished[ids[i]][1].token_ids == alone[i].token_ids
+
+
+def test_a_request_that_fails_to_start_fails_alone(pool):
+    good = encode(pool, PROMPTS[:2])
+    config = GenerationConfig(max_new_tokens=8)
+    alone = generate(pool, build_rule("uniform", None, pool, {}), good, config)
+    decoder = Decoder(pool, build_rule("uniform", None, pool, {}))
+    first = decoder.submit(good, config)
+    errors, finished = {}, {}
+    for step in range(40):
+        if step == 2:
+            broken = decoder.submit([[5, 10**7]], config)[0]  # a token id the embedding does not have
+        for update in decoder.step():
+            if update.error is not None:
+                errors[update.request] = update.error
+            if update.finished is not None:
+                finished[update.request] = update.finished
+        if not decoder.active:
+            break
+    decoder.close()
+    assert list(errors) == [broken]
+    assert [finished[i].token_ids for i in first] == [g.token_ids for g in alone]
