@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dllg-installed
 LLAMACPP_STAMP := $(VENV)/.dllg-llamacpp
 
-.PHONY: venv llamacpp sandbox test demo lint bench clean
+.PHONY: venv llamacpp sandbox chromium test demo lint bench clean
 
 venv: $(STAMP)
 
@@ -22,6 +22,11 @@ sandbox:
 	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; } \
 		|| { echo "the code sandbox needs bubblewrap: sudo apt-get install bubblewrap"; exit 1; }
 
+# The answer page's browser test runs Debian's chromium through Playwright (never Playwright's own download).
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+		|| { echo "the browser test needs chromium: sudo apt-get install chromium"; exit 1; }
+
 # torch goes first and pinned: the CPU wheel; an unpinned torch would pull GBs of CUDA wheels.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +35,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: venv llamacpp sandbox
+test: venv llamacpp sandbox chromium
 	$(PY) -m ruff check src tests scripts
 	$(PY) -m pytest -q
 

@@ -140,3 +140,28 @@ def test_no_prompt_is_an_error(folders):
 def test_per_expert_dtype(folders):
     ens = Ensemble(folders, dtype=["fp32", "bf16"])
     assert [e.dtype for e in ens.pool.experts] == [torch.float32, torch.bfloat16]
+
+
+def test_generate_writes_the_answer_page(folders, tmp_path):
+    import json
+
+    page = tmp_path / "answer.html"
+    args = ["generate", "--experts", *folders, "--fusion", "entropy", "-n", "8", "--html", str(page)]
+    result = invoke([*args, "def add(a, b):"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(re.search(r'id="answer-data">(.*?)</script>', page.read_text(), re.S).group(1))
+    ensemble = Ensemble(folders)
+    answer = ensemble.generate("def add(a, b):", "entropy", max_new_tokens=8)[0]
+    texts = [text for text, _ in data["tokens"]]
+    assert len(texts) == len(answer.token_ids)  # one piece per generated token, joined: the decoded answer
+    assert "".join(texts) == ensemble.pool.tokenizer.decode(answer.token_ids)
+    torch.testing.assert_close(
+        torch.tensor([w for _, w in data["tokens"]]), answer.weights, atol=1e-4, rtol=0
+    )
+    assert data["prompt"] == "def add(a, b):" and [e["name"] for e in data["experts"]] == answer.expert_names
+    two = invoke([*args, "Hello", "world answer"])
+    assert (
+        two.exit_code == 0
+        and (tmp_path / "answer-1.html").is_file()
+        and (tmp_path / "answer-2.html").is_file()
+    )

@@ -18,7 +18,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 # Options written as `--experts A B C`; click wants `--experts A --experts B --experts C`.
-MULTI_VALUE_OPTIONS = ("--experts", "--methods", "--tasks")
+MULTI_VALUE_OPTIONS = ("--experts", "--methods", "--tasks", "--ids")
 
 
 def expand_multi_value_options(

@@ -2,13 +2,15 @@
 
 import typer
 
-from dllg.cli import bench, models, route, tasks
+from dllg.cli import analyze, bench, models, route, tasks
 from dllg.cli.common import argv
 from dllg.cli.demo import demo_command
 from dllg.cli.eval import eval_command
 from dllg.cli.generate import generate_command
+from dllg.cli.lm_eval import lm_eval_command
 from dllg.cli.merge import merge_command
 from dllg.cli.pipeline import collect_command, train_command
+from dllg.cli.show import show_command
 
 app = typer.Typer(
     name="dllg",
@@ -23,11 +25,15 @@ app.add_typer(tasks.app, name="tasks")
 app.command("collect")(collect_command)
 app.command("train")(train_command)
 app.command("eval")(eval_command)
+app.command("lm-eval")(lm_eval_command)
 app.add_typer(route.app, name="route")
 app.command("merge")(merge_command)
 app.command("verify")(tasks.verify_command)
 app.add_typer(bench.app, name="bench")
 app.command("demo")(demo_command)
+app.command("analyze")(analyze.analyze_command)
+app.command("plot")(analyze.plot_command)
+app.command("show")(show_command)
 
 
 def main() -> None:
