@@ -74,6 +74,43 @@ def decode_command(
             print(format_line({"batch": size, f"fused_{a}_over_{b}": ratio}), flush=True)
 
 
+@app.command("gate")
+@user_errors
+def gate_command(
+    experts: list[str] = typer.Option(
+        None, "--experts", "-e", help="Default: the real pair if fetched, else the world's experts."
+    ),
+    batch_sizes: str = typer.Option("1,8", "--batch-sizes"),
+    aux_layers: str = typer.Option(
+        "all,4,2,1", "--aux-layers", help="aux-LM gates: layers of the aux LM kept (all: every layer)."
+    ),
+    steps: int = typer.Option(32, "--steps", help="Gate steps per timing."),
+    repeats: int = typer.Option(2, "--repeats"),
+    backend: str = typer.Option("hf", help="The experts' backend: hf or llamacpp."),
+    dtype: str = typer.Option("auto", help="The experts' compute dtype (hf); gates run in fp32."),
+) -> None:
+    """Each gate variant's cost per decoding step as a fraction of the experts' step, in one run."""
+    from dllg.bench.decode import format_line, machine_line
+    from dllg.bench.gate import bench_gate_costs
+    from dllg.experts import ExpertPool
+    from dllg.experts.loading import load_experts
+    from dllg.gate import GATES
+
+    names = list(experts) if experts else (default_experts() or ["world:arith", "world:code"])
+    variants: list[tuple[str, dict]] = []
+    for variant in sorted(GATES):
+        if not variant.endswith("aux_lm"):
+            variants.append((variant, {}))
+            continue
+        for layers in aux_layers.split(","):
+            variants.append((variant, {} if layers == "all" else {"aux_layers": int(layers)}))
+    pool = ExpertPool(load_experts(names, dtype=dtype, backend=backend))
+    print(format_line(machine_line()), flush=True)
+    sizes = tuple(int(b) for b in batch_sizes.split(","))
+    for line in bench_gate_costs(pool, variants, sizes, steps, repeats):
+        print(format_line({"backend": backend, **line}), flush=True)
+
+
 @app.command("speculative")
 @user_errors
 def speculative_command(

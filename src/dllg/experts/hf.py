@@ -117,9 +117,12 @@ class HFExpert(Expert):
     ) -> ExpertOutput:
         """Feed new tokens (B, T) given the mask over cached + new positions; return the last positions."""
         device = self.device
+        # With nothing masked (one sequence, or no padding and no rollback) the mask says only "causal":
+        # without it SDPA takes its causal fast path, about twice as fast per step on CPU for small models.
+        mask = None if bool(attention_mask.all()) else attention_mask.to(device)
         out = self._decoder(
             input_ids=input_ids.to(device),
-            attention_mask=attention_mask.to(device),
+            attention_mask=mask,
             position_ids=position_ids.to(device),
             past_key_values=cache,
             use_cache=True,
