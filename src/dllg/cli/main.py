@@ -10,6 +10,7 @@ from dllg.cli.generate import generate_command
 from dllg.cli.lm_eval import lm_eval_command
 from dllg.cli.merge import merge_command
 from dllg.cli.pipeline import collect_command, train_command
+from dllg.cli.serve import serve_command
 from dllg.cli.show import show_command
 
 app = typer.Typer(
@@ -34,6 +35,7 @@ app.command("demo")(demo_command)
 app.command("analyze")(analyze.analyze_command)
 app.command("plot")(analyze.plot_command)
 app.command("show")(show_command)
+app.command("serve")(serve_command)
 
 
 def main() -> None:
