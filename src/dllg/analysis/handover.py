@@ -1,0 +1,574 @@
+"""Where a fused answer leaves the solution the experts learnt, and who was leading there: the hand-over
+between a derivation expert and a code expert, read back from one fused method's `dllg eval` records.
+
+The answers it reads first derive something in text lines and then write one fenced code block (the
+world's `world-mixed`: step lines and `k = N`, then a ```python block): the derivation expert should lead
+up to the fence, the code expert from the fence on. For each failed response:
+
+1. the target. The experts were trained on one answer per prompt, the task's reference solution (the
+   derivation expert on its lines before the fence, the code expert on its code block). A code verifier
+   runs only the code block, though, so any derivation followed by the reference's code block is correct
+   too. When the response's derivation ends in the reference's last line (`k = N` with the right N) but
+   took other steps there, its own derivation followed by the reference's code is the nearest correct
+   solution and is the target; otherwise the reference is. The response leaves every correct solution
+   where it leaves its target: within the world's format the code block is fixed by the problem, and a
+   derivation that ends on another last line carries another constant into it.
+2. the departure: the first token where the response (its text re-encoded, plus end-of-sequence when it
+   ended there) differs from the target (plus end-of-sequence). The target's token there may be the
+   end-of-sequence (the response goes on past the target's end); the response's may be too (it stopped
+   early), or be missing (it ran out of new tokens first).
+3. teacher forcing: prompt + target up to the departure through every expert and the method's rule, one
+   token per step as decoding feeds them (`dllg.harness.scoring.score_continuations`, with a rule wrapper
+   that keeps each expert's logits and the rule's weights at every position): the top-1 token and the
+   target token's rank under each expert and under the fused scores, and the weights at the departure and
+   before it.
+4. the kind (`classify`), from the segment the departure is in, who leads (the larger weight), and which
+   experts rank the target token first.
+
+Before that, every record of the method and task is decoded again through the one decode loop with the
+same rule and generation settings (`reproduce`): responses that differ now are reported, not hidden.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from dllg.analysis.dynamics import load_records
+from dllg.decode import GenerationConfig
+from dllg.decode.prompts import encode_prompt
+from dllg.errors import DllgError
+from dllg.experts import ExpertPool
+from dllg.experts.loading import load_expert
+from dllg.fusion import FusionInput, FusionOutput, FusionRule, PromptContext, make_rule
+from dllg.harness.scoring import score_continuations
+from dllg.pipeline.batching import batches
+from dllg.pipeline.methods import EvalItem, RuleMethod, generate_items, make_method
+from dllg.tasks.base import Example, get_task
+
+FENCE = "\n```"  # the code block starts at the first fence that opens a line
+DERIVATION, CODE = "arithmetic", "code"  # the two segments of an answer
+DERIVATION_ROLE, CODE_ROLE = 0, 1  # expert roles; pairs below are (derivation expert, code expert)
+
+TOO_EARLY = "handed over too early"
+TOO_LATE = "handed over too late"
+NEVER = "never handed over"
+OWN_EXPERT_WRONG = "segment's own expert led and erred, the other had it"
+BOTH_WRONG = "both experts wrong at that token"
+FUSED_DISAGREES = "fused disagrees though the leader is right"
+TIED = "tied weights, no leader"
+NOT_REPRODUCED = "fused picks the target token when teacher-forced"
+KINDS = (TOO_EARLY, TOO_LATE, NEVER, OWN_EXPERT_WRONG, BOTH_WRONG, FUSED_DISAGREES, TIED, NOT_REPRODUCED)
+
+PARTS = ("steps", "last line", "hand-over (fence)", "code", "end of answer")  # what `Segments.part` says
+REFERENCE_TARGET = "reference"
+OWN_DERIVATION_TARGET = "own derivation + reference code"
+
+
+def encode_text(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+# --- the target and the departure -------------------------------------------------------------------
+
+
+def split_answer(text: str) -> tuple[str, str] | None:
+    """(derivation, code block): the derivation keeps its last newline, the code starts at the fence; None
+    when the text has no fence opening a line."""
+    cut = text.find(FENCE)
+    return None if cut < 0 else (text[: cut + 1], text[cut + 1 :])
+
+
+def last_line(derivation: str) -> str:
+    return derivation.rstrip("\n").rpartition("\n")[2]
+
+
+def nearest_correct(reference: str, response: str) -> tuple[str, str]:
+    """The correct solution the response is measured against, and which one it is (module docstring, 1)."""
+    reference_parts = split_answer(reference)
+    if reference_parts is None:
+        raise DllgError(
+            "the reference solution has no fenced code block after a derivation: this analysis is for "
+            "derive-then-code tasks such as world-mixed"
+        )
+    own = split_answer(response)
+    if own is None or own[0] == reference_parts[0] or last_line(own[0]) != last_line(reference_parts[0]):
+        return reference, REFERENCE_TARGET
+    return own[0] + reference_parts[1], OWN_DERIVATION_TARGET
+
+
+@dataclass(frozen=True)
+class Departure:
+    index: int  # token position where target and response differ
+    target_token: int  # the target's token there (end-of-sequence after its last token)
+    chosen_token: int | None  # the response's token there; None: it ran out of new tokens before
+
+
+def find_departure(target: Sequence[int], response: Sequence[int]) -> Departure | None:
+    """The first position where the two token lists differ; None when they are equal. `target` ends with
+    end-of-sequence; `response` does when it ended there (a response cut by the token limit does not)."""
+    for index, wanted in enumerate(target):
+        chosen = response[index] if index < len(response) else None
+        if chosen != wanted:
+            return Departure(index, wanted, chosen)
+    if len(response) > len(target):
+        raise DllgError("the target must end with the end-of-sequence token, which nothing follows")
+    return None
+
+
+def trailing_note(target: str, response: str) -> str:
+    """Says so when the response is the target with trailing differences only."""
+    if response.rstrip() == target.rstrip():
+        return "the target but for trailing whitespace"
+    if response.startswith(target):
+        return "the target, then more text"
+    if target.startswith(response):
+        return "the target cut short"
+    return ""
+
+
+@dataclass(frozen=True)
+class Segments:
+    """Token positions of a derive-then-code answer (end-of-sequence at `end`)."""
+
+    last_line: int  # first token of the derivation's last line (`k = N`)
+    code: int  # the fence's first token: the hand-over token
+    end: int
+
+    def segment(self, index: int) -> str:
+        return DERIVATION if index < self.code else CODE
+
+    def part(self, index: int) -> str:
+        steps, last, fence, code, end = PARTS
+        if index < self.last_line:
+            return steps
+        if index < self.code:
+            return last
+        if index == self.code:
+            return fence
+        return code if index < self.end else end
+
+
+def answer_segments(tokenizer: PreTrainedTokenizerBase, text: str) -> Segments:
+    """Where the last derivation line and the code block start in the answer's tokens. The cuts fall after
+    a newline, where byte-level pre-tokenizers split, so the parts' tokens are the whole's; checked."""
+    parts = split_answer(text)
+    if parts is None:
+        raise DllgError(f"{text[:40]!r}...: no fenced code block after a derivation")
+    derivation = parts[0]
+    whole = encode_text(tokenizer, text)
+    cuts = []
+    for prefix in (derivation[: len(derivation) - len(last_line(derivation)) - 1], derivation):
+        ids = encode_text(tokenizer, prefix)
+        if whole[: len(ids)] != ids:
+            raise DllgError(f"{text[:40]!r}...: its tokens change where the derivation ends; cannot segment")
+        cuts.append(len(ids))
+    return Segments(last_line=cuts[0], code=cuts[1], end=len(whole))
+
+
+# --- the kinds ---------------------------------------------------------------------------------------
+
+
+def leader(weights: Sequence[float]) -> int | None:
+    """The role with the larger weight; None on a tie."""
+    if weights[DERIVATION_ROLE] == weights[CODE_ROLE]:
+        return None
+    return DERIVATION_ROLE if weights[DERIVATION_ROLE] > weights[CODE_ROLE] else CODE_ROLE
+
+
+def classify(
+    segment: str,
+    weights: Sequence[float],
+    top1_right: Sequence[bool],
+    fused_right: bool,
+    code_led_before: bool,
+) -> str:
+    """The kind of a departure. `weights` and `top1_right` (the expert's top-1 token is the target's) are
+    pairs in role order; `code_led_before`: the code expert had the larger weight at some earlier token."""
+    if fused_right:
+        return NOT_REPRODUCED
+    if not any(top1_right):
+        return BOTH_WRONG
+    lead = leader(weights)
+    if lead is None:
+        return TIED
+    if top1_right[lead]:
+        return FUSED_DISAGREES
+    # the leader is wrong, the other expert right
+    if lead == DERIVATION_ROLE and segment == CODE:
+        return TOO_LATE if code_led_before else NEVER
+    if lead == CODE_ROLE and segment == DERIVATION:
+        return TOO_EARLY
+    return OWN_EXPERT_WRONG
+
+
+# --- running the models ------------------------------------------------------------------------------
+
+
+class RecordingRule(FusionRule):
+    """A rule that keeps what every `fuse` call of the rule it wraps saw and gave, on the CPU."""
+
+    def __init__(self, rule: FusionRule) -> None:
+        self.rule = rule
+        self.name = rule.name  # type: ignore[misc]  # the wrapped rule's name, in messages
+        self.needs_prompt_nll = rule.needs_prompt_nll  # type: ignore[misc]
+        self.calls: list[tuple[torch.Tensor, FusionOutput]] = []
+
+    def bind(self, expert_names: list[str]) -> list[int]:
+        return self.rule.bind(expert_names)
+
+    def notice_backends(self, backends: list[str]) -> None:
+        self.rule.notice_backends(backends)
+
+    def start(self, context: PromptContext) -> None:
+        self.rule.start(context)
+
+    def fuse(self, inputs: FusionInput) -> FusionOutput:
+        fused = self.rule.fuse(inputs)
+        self.calls.append((inputs.logits.cpu(), FusionOutput(fused.scores.cpu(), fused.weights.cpu())))
+        return fused
+
+
+@dataclass
+class ForcedToken:
+    """The last position of a teacher-forced continuation, and the weights up to it."""
+
+    expert_logits: torch.Tensor  # (K, V)
+    scores: torch.Tensor  # (V,) the fused scores
+    weights: torch.Tensor  # (positions, K): the rule's weights at every continuation position so far
+
+
+def teacher_force(
+    pool: ExpertPool,
+    rule: FusionRule,
+    prompts: list[list[int]],
+    continuations: list[list[int]],
+    batch_size: int,
+) -> list[ForcedToken]:
+    """Each continuation read after its prompt in one pass per batch; its last position's outputs."""
+    if len(rule.bind(pool.names)) != len(pool):
+        raise DllgError(f"rule {rule.name!r} leaves some experts out: the hand-over needs both running")
+    forced: list[ForcedToken] = []
+    rows = list(range(len(prompts)))
+    for batch in batches(rows, batch_size):
+        recorder = RecordingRule(rule)
+        # one position per row and step, as decoding feeds them: one pass over many positions rounds
+        # differently in bf16 (weights off by up to 1e-2), enough to flip near-ties at a departure
+        contexts, conts = [prompts[i] for i in batch], [continuations[i] for i in batch]
+        score_continuations(pool, recorder, contexts, conts, chunk_positions=len(batch))
+        logits = torch.cat([call[0] for call in recorder.calls], dim=1)  # (B, T, K, V)
+        scores = torch.cat([call[1].scores for call in recorder.calls], dim=1)
+        weights = torch.cat([call[1].weights for call in recorder.calls], dim=1).float()
+        for row, index in enumerate(batch):
+            last = len(continuations[index]) - 1
+            forced.append(ForcedToken(logits[row, last], scores[row, last], weights[row, : last + 1]))
+    return forced
+
+
+def rank_of(scores: torch.Tensor, token: int) -> int:
+    """1 for the top-scored token; ties count in the token's favour."""
+    return int((scores > scores[token]).sum()) + 1
+
+
+@dataclass
+class Reproduction:
+    example_id: str
+    matches: bool  # the loop's response now is the record's, character for character
+    response_now: str
+    weights_gap: float  # max |record - now| over the per-token weights; nan when the token counts differ
+    generated_ids: list[int]
+
+
+def generation_config(record: dict) -> GenerationConfig:
+    settings = dict(record.get("generation") or {})
+    if not settings:
+        raise DllgError(
+            f"{record['example_id']}: the record has no `generation` settings to decode again with"
+        )
+    config = GenerationConfig(**settings)
+    if not config.greedy:
+        raise DllgError(
+            f"{record['example_id']}: sampled with temperature {config.temperature}; the reproduction check "
+            "and the departure analysis need greedy records (temperature 0)"
+        )
+    return config
+
+
+def weights_gap(recorded: Sequence[Sequence[float]] | None, now: torch.Tensor) -> float:
+    if recorded is None or len(recorded) != now.shape[0]:
+        return math.nan
+    return (
+        float((torch.tensor(recorded, dtype=torch.float32) - now.float()).abs().max())
+        if len(recorded)
+        else 0.0
+    )
+
+
+def reproduce(
+    pool: ExpertPool,
+    rule: FusionRule,
+    records: list[dict],
+    examples: dict[tuple[str, str], Example],
+    batch_size: int,
+) -> dict[str, Reproduction]:
+    """Every record decoded again, in record order and batches of `batch_size` (as `dllg eval` cut them)."""
+    found: dict[str, Reproduction] = {}
+    for batch in batches(records, batch_size):
+        configs = {repr(generation_config(r)) for r in batch}
+        if len(configs) > 1:
+            raise DllgError("the records were generated with different settings: analyse them separately")
+        items = [EvalItem(r["task"], r.get("split", ""), examples[key(r)]) for r in batch]
+        for record, generation in zip(
+            batch, generate_items(pool, rule, items, generation_config(batch[0])), strict=True
+        ):
+            found[record["example_id"]] = Reproduction(
+                record["example_id"],
+                generation.text == record["response"],
+                generation.text,
+                weights_gap(record.get("weights"), generation.weights),
+                list(generation.token_ids),
+            )
+    return found
+
+
+# --- the analysis ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Failure:
+    """One failed response at its departure from the target."""
+
+    example_id: str
+    prompt: str
+    tags: list[str]
+    finish: str
+    target_kind: str
+    note: str  # trailing differences only, if so
+    index: int  # the departure's token position in the answer
+    answer_tokens: int  # the target's tokens, end-of-sequence included
+    segment: str
+    part: str
+    prefix_tail: list[int]  # the shared prefix's last few tokens
+    target_token: int
+    chosen_token: int | None
+    fused_top1: int
+    expert_top1: tuple[int, int]  # role order
+    expert_rank: tuple[int, int]  # the target token's rank under each expert, role order
+    fused_rank: int
+    weights: list[tuple[float, float]]  # role order, at the prefix tail's tokens and then the departure
+    code_led_before: bool
+    first_code_lead: int | None  # the first token the code expert led, if any before the departure
+    kind: str
+    reproduced: bool
+    canonical_tokens: bool  # the generated token ids are the response text's re-encoding
+
+
+@dataclass
+class HandoverAnalysis:
+    records_path: str
+    method: str
+    task: str
+    experts: tuple[str, str]  # role order
+    responses: int
+    failures: list[Failure]
+    reproductions: list[Reproduction]
+    forced_weights_gap: float  # max |record - teacher-forced| weight before and at the departures
+    context: int
+    tokenizer: PreTrainedTokenizerBase = field(repr=False)
+    # outcome -> (segment, leading role or None on a tie) -> tokens, from the per-token weights
+    leads: defaultdict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    passed_off_reference: list[str] = field(default_factory=list)  # passed, though not the reference
+
+    def token_text(self, token: int | None) -> str:
+        return "(no token: out of new tokens)" if token is None else self.tokenizer.decode([token])
+
+
+def key(record: dict) -> tuple[str, str]:
+    return record.get("split") or "", record["example_id"]
+
+
+def select_records(path: str | Path, method: str, task: str) -> list[dict]:
+    records = load_records(path)
+    chosen = [r for r in records if r["method"] == method and r["task"] == task]
+    if not chosen:
+        pairs = sorted({f"{r['method']} on {r['task']}" for r in records})
+        raise DllgError(f"{path}: no records of {method} on {task}; it holds {', '.join(pairs)}")
+    return chosen
+
+
+def task_examples(task: str, records: list[dict]) -> dict[tuple[str, str], Example]:
+    examples: dict[tuple[str, str], Example] = {}
+    splits = {r.get("split") or get_task(task).default_split for r in records}
+    for split in splits:
+        examples.update({(split, e.id): e for e in get_task(task).load(split)})
+    for record in records:
+        record.setdefault("split", get_task(task).default_split)
+        example = examples.get(key(record))
+        if example is None:
+            raise DllgError(f"{record['example_id']}: not an example of {task}:{record['split']} any more")
+        if not example.metadata.get("solution"):
+            raise DllgError(f"{record['example_id']}: the task gives no reference solution to compare with")
+    return examples
+
+
+def expert_roles(experts: list[str], derivation: str | None, code: str | None) -> tuple[str, str]:
+    if len(experts) != 2:
+        raise DllgError(f"the records fuse {len(experts)} experts; the hand-over analysis takes two")
+    roles = (derivation or experts[0], code or experts[1])
+    if sorted(roles) != sorted(experts):
+        raise DllgError(f"experts {list(roles)} are not the records' two experts {experts}: name those")
+    return roles
+
+
+def rule_of(method: str) -> FusionRule:
+    spec = make_method(method)
+    if not isinstance(spec, RuleMethod):
+        raise DllgError(f"method {method!r} does not fuse by one rule: give a fused method such as dllg:GATE")
+    return make_rule(spec.rule_name, **spec.options)
+
+
+@dataclass
+class Case:
+    """A failed record, its target and where the response leaves it."""
+
+    record: dict
+    example: Example
+    target: str
+    target_kind: str
+    target_ids: list[int]  # end-of-sequence included
+    response_ids: list[int]  # the response text re-encoded, end-of-sequence included when it ended so
+    departure: Departure
+
+
+def failed_case(record: dict, example: Example, tokenizer: PreTrainedTokenizerBase) -> Case:
+    target, target_kind = nearest_correct(example.metadata["solution"], record["response"])
+    eos = tokenizer.eos_token_id
+    target_ids = [*encode_text(tokenizer, target), eos]
+    response_ids = encode_text(tokenizer, record["response"]) + [eos] * (record.get("finish") == "eos")
+    departure = find_departure(target_ids, response_ids)
+    if departure is None:
+        raise DllgError(f"{record['example_id']}: failed, yet its response is its target ({target_kind})")
+    return Case(record, example, target, target_kind, target_ids, response_ids, departure)
+
+
+def lead_counts(weights: torch.Tensor, segments: Segments, upto: int) -> Counter:
+    """(segment, role) -> tokens that role led among the first `upto`; `weights` (tokens, 2) in role order."""
+    counts: Counter = Counter()
+    for index in range(min(upto, weights.shape[0])):
+        counts[(segments.segment(index), leader(weights[index].tolist()))] += 1
+    return counts
+
+
+def analyze_handover(
+    records_path: str | Path,
+    method: str,
+    task: str,
+    derivation_expert: str | None = None,
+    code_expert: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    batch_size: int = 64,
+    context: int = 3,
+) -> HandoverAnalysis:
+    """Reproduce the method's records on the task, then find and classify every failure's departure."""
+    if batch_size < 1 or context < 0:
+        raise DllgError("--batch-size must be at least 1 and --context at least 0")
+    records = select_records(records_path, method, task)
+    experts = records[0]["experts"]
+    if any(r["experts"] != experts for r in records):
+        raise DllgError(f"{records_path}: the {method} records were made with different experts")
+    roles = expert_roles(experts, derivation_expert, code_expert)
+    order = [experts.index(name) for name in roles]  # pool column of each role
+    examples = task_examples(task, records)
+    rule = rule_of(method)
+    pool = ExpertPool([load_expert(name, device, dtype) for name in experts])
+    tokenizer = pool.tokenizer
+    reproductions = reproduce(pool, rule, records, examples, batch_size)
+
+    cases = [failed_case(r, examples[key(r)], tokenizer) for r in records if not r["correct"]]
+    prompts = [encode_prompt(tokenizer, case.example.messages) for case in cases]
+    continuations = [case.target_ids[: case.departure.index + 1] for case in cases]
+    forced = teacher_force(pool, rule, prompts, continuations, batch_size)
+
+    analysis = HandoverAnalysis(
+        str(records_path), method, task, roles, len(records), [], list(reproductions.values()), 0.0, context,
+        tokenizer,
+    )  # fmt: skip
+    for case, token in zip(cases, forced, strict=True):
+        failure = describe(case, token, order, tokenizer, context)
+        reproduction = reproductions[case.record["example_id"]]
+        failure.reproduced = reproduction.matches
+        failure.canonical_tokens = reproduction.generated_ids == case.response_ids
+        analysis.failures.append(failure)
+        recorded = torch.tensor(case.record.get("weights") or [], dtype=torch.float32)[
+            : token.weights.shape[0]
+        ]
+        if len(recorded):
+            gap = float((recorded - token.weights[: len(recorded)]).abs().max())
+            analysis.forced_weights_gap = max(analysis.forced_weights_gap, gap)
+        segments = answer_segments(tokenizer, case.target)
+        analysis.leads["failed, before the departure"] += lead_counts(
+            token.weights[:, order], segments, case.departure.index
+        )
+    for record in records:
+        if record["correct"] and record["response"] != examples[key(record)].metadata["solution"]:
+            analysis.passed_off_reference.append(record["example_id"])
+        if record["correct"] and record.get("weights") and split_answer(record["response"]):
+            weights = torch.tensor(record["weights"], dtype=torch.float32)[:, order]
+            segments = answer_segments(tokenizer, record["response"])
+            analysis.leads["passed"] += lead_counts(weights, segments, weights.shape[0])
+    return analysis
+
+
+def describe(
+    case: Case, token: ForcedToken, order: list[int], tokenizer: PreTrainedTokenizerBase, context: int
+) -> Failure:
+    """One failure at its departure, from its teacher-forced outputs; `order`: each role's pool column."""
+    record, departure, target_ids = case.record, case.departure, case.target_ids
+    segments = answer_segments(tokenizer, case.target)
+    index, wanted = departure.index, departure.target_token
+    logits = token.expert_logits[order]  # role order
+    weights = token.weights[:, order]
+    top1 = tuple(int(x) for x in logits.argmax(-1))
+    fused_top1 = int(token.scores.argmax())
+    code_leads = (weights[:index, CODE_ROLE] > weights[:index, DERIVATION_ROLE]).nonzero()
+    first_code_lead = int(code_leads[0]) if len(code_leads) else None
+    kind = classify(
+        segments.segment(index),
+        weights[index].tolist(),
+        [t == wanted for t in top1],
+        fused_top1 == wanted,
+        first_code_lead is not None,
+    )
+    start = max(0, index - context)
+    return Failure(
+        example_id=record["example_id"],
+        prompt=case.example.prompt,
+        tags=list(case.example.metadata.get("tags", [])),
+        finish=record.get("finish", ""),
+        target_kind=case.target_kind,
+        note=trailing_note(case.target, record["response"]),
+        index=index,
+        answer_tokens=len(target_ids),
+        segment=segments.segment(index),
+        part=segments.part(index),
+        prefix_tail=target_ids[start:index],
+        target_token=wanted,
+        chosen_token=departure.chosen_token,
+        fused_top1=fused_top1,
+        expert_top1=(top1[0], top1[1]),
+        expert_rank=(rank_of(logits[0], wanted), rank_of(logits[1], wanted)),
+        fused_rank=rank_of(token.scores, wanted),
+        weights=[(float(w[0]), float(w[1])) for w in weights[start : index + 1]],
+        code_led_before=first_code_lead is not None,
+        first_code_lead=first_code_lead,
+        kind=kind,
+        reproduced=False,
+        canonical_tokens=False,
+    )
