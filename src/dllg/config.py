@@ -116,3 +116,32 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
             f"{path}: {where}: {first['msg']} (got {first.get('input')!r})"
             + (f"; {exc.error_count() - 1} more problem(s)" if exc.error_count() > 1 else "")
         ) from exc
+
+
+# How each surface spells the arguments that name a gate: the command line, and lm-eval's model_args.
+CLI_SPELLING = {
+    "gate": "--gate",
+    "fusion": "--fusion",
+    "fusion_dllg": "--fusion dllg",
+    "add_gate": "--gate FOLDER",
+    "config": "--config RUN.yaml",
+}
+
+
+def rule_and_gate(
+    fusion: str | None, gate: str | None, run: RunConfig | None, spelling: dict[str, str] = CLI_SPELLING
+) -> tuple[str, str | None]:
+    """The fusion rule a user named and the gate folder it reads: a gate means rule dllg (default rule:
+    uniform); rule dllg without a gate reads the one `dllg train` writes for the run config."""
+    s = spelling
+    if gate is not None:
+        if fusion not in (None, "dllg"):
+            raise DllgError(
+                f"{s['gate']} fuses with rule dllg, not {fusion!r}: drop {s['fusion']} or {s['gate']}"
+            )
+        return "dllg", str(gate)
+    if fusion != "dllg":
+        return fusion or "uniform", None
+    if run is None:
+        raise DllgError(f"{s['fusion_dllg']} needs a trained gate: add {s['add_gate']} (or {s['config']})")
+    return "dllg", str(Path(run.train.out_dir) / "gate")

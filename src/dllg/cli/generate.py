@@ -7,6 +7,7 @@ import typer
 from rich.table import Table
 
 from dllg.cli.common import BACKEND_HELP, console, user_errors
+from dllg.config import rule_and_gate
 from dllg.errors import DllgError
 from dllg.fusion import RULES
 from dllg.fusion.base import parse_weights
@@ -98,11 +99,9 @@ def generate_command(
             'no prompt given: put it after the options, e.g. --fusion uniform "PROMPT" (or after --)'
         )
     options = rule_options_from_flags(weights, expert, tau, top_k, space)
+    fusion, gate = rule_and_gate(fusion, gate, None)
     if gate is not None:
-        if fusion not in (None, "dllg"):
-            raise DllgError(f"--gate fuses with rule dllg, not {fusion!r}: drop --fusion or --gate")
-        fusion, options["gate"] = "dllg", gate
-    fusion = fusion or "uniform"
+        options["gate"] = gate
     devices = device.split(",") if "," in device else device
     dtypes = dtype.split(",") if "," in dtype else dtype
     with console.status(f"loading {len(experts)} experts"):

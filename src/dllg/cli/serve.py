@@ -28,7 +28,7 @@ def pool_and_rule(
     backend: str,
 ) -> tuple["ExpertPool", "FusionRule"]:
     """The experts (a run config's, or named) and the rule; a bad rule or gate fails before experts load."""
-    from dllg.config import load_config
+    from dllg.config import load_config, rule_and_gate
     from dllg.ensemble import Ensemble
     from dllg.fusion import make_rule
     from dllg.pipeline.run import load_pool
@@ -36,15 +36,10 @@ def pool_and_rule(
     if (config is None) == (not experts):
         raise DllgError("name the experts once: give --config RUN.yaml or --experts A B (one of the two)")
     run = load_config(config) if config is not None else None
+    fusion, gate = rule_and_gate(fusion, gate, run)
     if gate is not None:
-        if fusion not in (None, "dllg"):
-            raise DllgError(f"--gate fuses with rule dllg, not {fusion!r}: drop --fusion or --gate")
-        fusion, options["gate"] = "dllg", gate
-    elif fusion == "dllg":
-        if run is None:
-            raise DllgError("--fusion dllg needs a trained gate: add --gate FOLDER (or --config RUN.yaml)")
-        options["gate"] = str(Path(run.train.out_dir) / "gate")  # where `dllg train` writes it
-    rule = make_rule(fusion or "uniform", **options)
+        options["gate"] = gate
+    rule = make_rule(fusion, **options)
     if run is not None:
         return load_pool(run), rule
     split = [value.split(",") if "," in value else value for value in (device, dtype, backend)]

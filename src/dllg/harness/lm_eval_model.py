@@ -9,7 +9,6 @@ lm-eval model_args string commas separate the arguments, so lists inside one val
 
 import json
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 from lm_eval.api.model import TemplateLM
@@ -17,7 +16,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from tqdm import tqdm
 
-from dllg.config import RunConfig, load_config
+from dllg.config import RunConfig, load_config, rule_and_gate
 from dllg.decode import GenerationConfig, generate
 from dllg.ensemble import Ensemble
 from dllg.errors import DllgError
@@ -49,17 +48,18 @@ def one_or_per_expert(value: object) -> object:
     return items[0] if isinstance(items, list) and len(items) == 1 else items
 
 
+MODEL_ARGS_SPELLING = {
+    "gate": "gate=",
+    "fusion": "fusion=",
+    "fusion_dllg": "fusion=dllg",
+    "add_gate": "gate=FOLDER",
+    "config": "config=RUN.yaml",
+}
+
+
 def gate_folder(fusion: str | None, gate: str | None, run: RunConfig | None) -> str | None:
     """The gate rule dllg reads: `gate`, else with a run config the gate `dllg train` writes for it."""
-    if gate is not None:
-        if fusion not in (None, "dllg"):
-            raise DllgError(f"gate= fuses with rule dllg, not {fusion!r}: drop fusion= or gate=")
-        return str(gate)
-    if fusion != "dllg":
-        return None
-    if run is None:
-        raise DllgError("fusion=dllg needs a trained gate: add gate=FOLDER (or config=RUN.yaml)")
-    return str(Path(run.train.out_dir) / "gate")
+    return rule_and_gate(fusion, gate, run, MODEL_ARGS_SPELLING)[1]
 
 
 def build_rule(fusion: str | None, gate: str | None, options: dict[str, object]) -> FusionRule:
