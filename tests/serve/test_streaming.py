@@ -8,8 +8,8 @@ from serve_helpers import tiny_pool
 from dllg.decode import GenerationConfig, generate
 from dllg.decode.prompts import encode_prompt
 from dllg.fusion import make_rule
-from dllg.serve.streaming import AnswerStream, TokenText, stop_prefix_length
-from dllg.view.tokens import token_pieces
+from dllg.serve.streaming import AnswerStream, stop_prefix_length
+from dllg.view.tokens import TokenText, token_pieces
 
 
 @pytest.fixture(scope="module")

@@ -14,39 +14,9 @@ from collections.abc import Sequence
 from transformers import PreTrainedTokenizerBase
 
 from dllg.decode.loop import Generation
-from dllg.view.tokens import INCOMPLETE
+from dllg.view.tokens import TokenText
 
 Piece = tuple[str, list[float]]  # the text a token adds, and each expert's weight at it
-
-
-class TokenText:
-    """Token ids to the text each one adds, one at a time (what `dllg.view.tokens.token_pieces` gives
-    for the whole list), decoded as `Generation.text` is: special tokens skipped."""
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
-        self.tokenizer = tokenizer
-        self.ids: list[int] = []
-        self.prefix = self.read = 0  # ids[prefix:read]: the context already shown; ids[read:]: not yet
-        self.shown = ""  # the text of ids[prefix:read], kept: one decode per token instead of two
-
-    def _decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
-
-    def add(self, token: int) -> str:
-        self.ids.append(token)
-        text = self._decode(self.ids[self.prefix :])
-        if len(text) > len(self.shown) and not text.endswith(INCOMPLETE):
-            piece = text[len(self.shown) :]
-            self.prefix, self.read = self.read, len(self.ids)
-            self.shown = self._decode(self.ids[self.prefix : self.read])
-            return piece
-        return ""
-
-    def rest(self) -> str:
-        """Text of the last tokens not shown yet (an answer that ends mid-character)."""
-        if self.read == len(self.ids):
-            return ""
-        return self._decode(self.ids[self.prefix :])[len(self.shown) :]
 
 
 def stop_prefix_length(text: str, stops: Sequence[str]) -> int:

@@ -13,29 +13,50 @@ if TYPE_CHECKING:
 INCOMPLETE = "\ufffd"  # what decoding shows for a character whose bytes are split over several tokens
 
 
-def token_pieces(tokenizer: PreTrainedTokenizerBase, token_ids: Sequence[int]) -> list[str]:
-    """The text each token adds, one piece per token; the pieces join to the decoded answer.
+class TokenText:
+    """Token ids to the text each one adds, one token at a time; the pieces join to the decoded text.
 
     Each token is decoded after the one before it, not alone: a lone sentencepiece token loses its leading
     space, and a byte-level token can hold half a character. Such a token's piece is "", and the token that
-    completes the character carries it.
-    """
+    completes the character carries it. `skip_special_tokens`: decode as `Generation.text` is (the server)
+    or show every token (the page)."""
 
-    def decode(ids: Sequence[int]) -> str:
-        return tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, skip_special_tokens: bool = True) -> None:
+        self.tokenizer = tokenizer
+        self.skip_special_tokens = skip_special_tokens
+        self.ids: list[int] = []
+        self.prefix = self.read = 0  # ids[prefix:read]: the context already shown; ids[read:]: not yet
+        self.shown = ""  # the text of ids[prefix:read], kept: one decode per token instead of two
 
-    pieces: list[str] = []
-    prefix = read = 0  # ids[prefix:read] is the context already shown; ids[read:] is not shown yet
-    for end in range(1, len(token_ids) + 1):
-        shown = decode(token_ids[prefix:read])
-        text = decode(token_ids[prefix:end])
-        if len(text) > len(shown) and not text.endswith(INCOMPLETE):
-            pieces.append(text[len(shown) :])
-            prefix, read = read, end
-        else:
-            pieces.append("")
-    if pieces and read < len(token_ids):  # the answer ends mid-character: show what decoding shows
-        pieces[-1] = decode(token_ids[prefix:])[len(decode(token_ids[prefix:read])) :]
+    def _decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(
+            list(ids), skip_special_tokens=self.skip_special_tokens, clean_up_tokenization_spaces=False
+        )
+
+    def add(self, token: int) -> str:
+        self.ids.append(token)
+        text = self._decode(self.ids[self.prefix :])
+        if len(text) > len(self.shown) and not text.endswith(INCOMPLETE):
+            piece = text[len(self.shown) :]
+            self.prefix, self.read = self.read, len(self.ids)
+            self.shown = self._decode(self.ids[self.prefix : self.read])
+            return piece
+        return ""
+
+    def rest(self) -> str:
+        """Text of the last tokens not shown yet (an answer that ends mid-character)."""
+        if self.read == len(self.ids):
+            return ""
+        return self._decode(self.ids[self.prefix :])[len(self.shown) :]
+
+
+def token_pieces(tokenizer: PreTrainedTokenizerBase, token_ids: Sequence[int]) -> list[str]:
+    """The text each token adds, one piece per token, special tokens shown; they join to the decoded
+    answer (an answer that ends mid-character shows what decoding shows, on its last token)."""
+    text = TokenText(tokenizer, skip_special_tokens=False)
+    pieces = [text.add(token) for token in token_ids]
+    if pieces:
+        pieces[-1] += text.rest()
     return pieces
 
 
