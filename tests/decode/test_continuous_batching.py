@@ -135,3 +135,31 @@ def test_a_request_that_fails_to_start_fails_alone(pool):
     decoder.close()
     assert list(errors) == [broken]
     assert [finished[i].token_ids for i in first] == [g.token_ids for g in alone]
+
+
+def test_a_long_running_batch_keeps_only_the_columns_its_rows_read(pool):
+    """Requests keep joining a batch that never empties: the experts' and the aux-LM gate's caches hold at
+    most the longest live row's history, not everything the batch ever held."""
+    prompts = encode(pool, PROMPTS) * 3
+    config = GenerationConfig(max_new_tokens=6)
+    gates: dict = {}
+    rule = build_rule("dllg", "lowrank_aux_lm", pool, gates)
+    alone = [
+        generate(pool, build_rule("dllg", "lowrank_aux_lm", pool, gates), [p], config)[0] for p in prompts[:4]
+    ]
+    decoder = Decoder(pool, rule, max_rows=3)
+    widths, longest = [], []
+    arrivals = [2 * i for i in range(len(prompts))]  # one joins every other step: the batch never empties
+
+    def watch(_running):
+        if decoder._rows:
+            widths.append(max(s.mask.shape[1] for s in decoder._batch.states))
+            widths[-1] = max(widths[-1], rule._state.mask.shape[1])
+            longest.append(max(len(s.prompt) + len(s.tokens) for s in decoder._rows))
+
+    joined = run_staggered(decoder, prompts, [config] * len(prompts), arrivals, watch)
+    assert all(w <= n + 1 for w, n in zip(widths, longest, strict=True)), (widths, longest)
+    # each step adds a column: kept forever, the cache would be wider than any row's history by now
+    assert len(widths) > max(longest) + 10
+    for a, b in zip(alone, joined, strict=False):
+        assert a.token_ids == b.token_ids

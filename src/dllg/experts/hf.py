@@ -9,7 +9,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from dllg.experts.expert import Expert, ExpertOutput
-from dllg.experts.padding import join_masked, left_pad, right_pad, roll_back_masked
+from dllg.experts.padding import join_masked, left_pad, right_pad, roll_back_masked, trim_masked_columns
 
 
 @dataclass
@@ -147,6 +147,7 @@ class HFExpert(Expert):
         state.cache.batch_select_indices(rows.to(self.device))
         state.mask = state.mask[rows.cpu()]
         state.next_position = state.next_position[rows.cpu()]
+        trim_masked_columns(state)  # the rows that left may have been the only ones reading the oldest
 
     def join(self, state: HFState, other: HFState) -> None:
         join_masked(state, other)

@@ -86,3 +86,20 @@ def _widen(cached: torch.Tensor, width: int) -> torch.Tensor:
 
 def _widen_mask(mask: torch.Tensor, width: int) -> torch.Tensor:
     return torch.nn.functional.pad(mask, (width - mask.shape[1], 0))
+
+
+def trim_masked_columns(state) -> None:
+    """Drop the leading columns no row attends to any more (a masked KV-cache state as above). Rows leave a
+    running batch and others join it: without this the cache would keep the longest history it ever held,
+    and every step would attend over it (positions are explicit, so dropping columns moves nothing)."""
+    if state.mask.shape[1] == 0 or state.mask.shape[0] == 0:
+        return
+    used = state.mask.any(0).nonzero()
+    first = int(used[0]) if len(used) else state.mask.shape[1]
+    if first == 0:
+        return
+    for layer in state.cache.layers:
+        if layer.get_seq_length():
+            layer.keys = layer.keys[..., first:, :]
+            layer.values = layer.values[..., first:, :]
+    state.mask = state.mask[:, first:]

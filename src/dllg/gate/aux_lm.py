@@ -13,7 +13,7 @@ from torch import nn
 from transformers import DynamicCache, PreTrainedModel
 
 from dllg.errors import DllgError
-from dllg.experts.padding import join_masked, roll_back_masked
+from dllg.experts.padding import join_masked, roll_back_masked, trim_masked_columns
 from dllg.gate.base import Gate, mlp_head, register_gate
 from dllg.gate.config import GateConfig
 
@@ -99,6 +99,7 @@ class AuxLMGate(Gate):
         rows = rows.to(self.head[0].weight.device)
         state.cache.batch_select_indices(rows)
         state.mask, state.next_position = state.mask[rows], state.next_position[rows]
+        trim_masked_columns(state)
         return state
 
     @torch.inference_mode()
