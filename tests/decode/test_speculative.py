@@ -225,3 +225,20 @@ def test_the_speculative_benchmark_prints_a_row_per_drafter():
         shares = [float(row[f"share_{part}"]) for part in ("drafting", "experts", "rule")]
         assert abs(sum(shares) - 1) < 0.01 and float(row["limit_ratio"]) > 0
     assert float(rows[2]["accepted_share"]) > 0  # the smallest expert's drafts are sometimes kept
+
+
+def test_the_collection_benchmark_times_the_collect_path_per_backend():
+    from typer.testing import CliRunner
+
+    from dllg.cli.common import expand_multi_value_options
+    from dllg.cli.main import app
+
+    args = ["bench", "collect", "--experts", "world:arith", "world:code", "--backend", "hf,hf"]
+    args += ["--task", "world-arith", "--split", "test", "--limit", "3", "-n", "24", "--batch-size", "2"]
+    result = CliRunner().invoke(app, expand_multi_value_options(args))
+    assert result.exit_code == 0, result.output
+    lines = [line[line.index("backend=") :] for line in result.output.splitlines() if "answers=" in line]
+    rows = [dict(p.split("=", 1) for p in line.split()) for line in lines]
+    assert [r["answers"] for r in rows] == ["6", "6"]  # each expert's answer to each prompt, verified
+    assert all(float(r["tok_s"]) > 0 and int(r["tokens"]) > 0 for r in rows)
+    assert "collect_hf_over_hf=" in result.output

@@ -216,3 +216,30 @@ def bench_speculative(
             "share_rule": round(timings["rule"] / spent, 3),
             "same_tokens": sum(a.token_ids == b.token_ids for a, b in zip(plain, out, strict=True)),
         }
+
+
+def bench_collect(
+    pool: ExpertPool, examples: list, batch_size: int, max_new_tokens: int, folder: str
+) -> dict[str, object]:
+    """`dllg collect`'s own path (each expert's greedy answers, verified, appended to a label file) timed on
+    these examples into a fresh file in `folder`: answers/s and generated tokens/s of the whole collection."""
+    from pathlib import Path
+
+    from dllg.jsonl import read_records
+    from dllg.pipeline.collect import collect_labels
+
+    out = Path(folder) / "labels.jsonl"
+    config = GenerationConfig(max_new_tokens=max_new_tokens)
+    start = time.perf_counter()
+    collect_labels(pool, examples, out, config, batch_size=batch_size)
+    seconds = time.perf_counter() - start
+    records = list(read_records(out))
+    tokens = sum(r["tokens"] for r in records)
+    return {
+        "answers": len(records),
+        "tokens": tokens,
+        "seconds": round(seconds, 1),
+        "answers_per_min": round(60 * len(records) / seconds, 2),
+        "tok_s": round(tokens / seconds, 2),
+        "truncated": sum(r["finish"] == "length" for r in records),
+    }

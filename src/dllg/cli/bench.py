@@ -74,6 +74,46 @@ def decode_command(
             print(format_line({"batch": size, f"fused_{a}_over_{b}": ratio}), flush=True)
 
 
+@app.command("collect")
+@user_errors
+def collect_command(
+    experts: list[str] = typer.Option(
+        None, "--experts", "-e", help="Default: the real pair if fetched, else the world's experts."
+    ),
+    backend: str = typer.Option("llamacpp,hf", help="Backends to time in this run, in order."),
+    task: str = typer.Option("gsm_symbolic", "--task", help="Training prompts of this task."),
+    split: str = typer.Option("train", "--split"),
+    limit: int = typer.Option(8, "--limit"),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens", "-n"),
+    dtype: str = typer.Option("auto", help="HF compute dtype (auto: bf16 on native-bf16 CPUs)."),
+) -> None:
+    """Label collection (dllg collect's path: generate, verify, append) on each backend in one run:
+    answers/min and tokens/s of each, and their ratio."""
+    import tempfile
+
+    from dllg.bench.decode import bench_collect, format_line, machine_line
+    from dllg.experts import ExpertPool
+    from dllg.experts.loading import load_experts
+    from dllg.pipeline.collect import TaskExample
+    from dllg.tasks import get_task
+
+    names = list(experts) if experts else (default_experts() or ["world:arith", "world:code"])
+    examples = [TaskExample(task, split, e) for e in get_task(task).load(split, limit=limit)]
+    print(format_line(machine_line()), flush=True)
+    speeds: list[tuple[str, float]] = []
+    for name in backend.split(","):
+        pool = ExpertPool(load_experts(names, dtype=dtype, backend=name))
+        dtype_name = str(pool.experts[0].dtype).removeprefix("torch.")
+        with tempfile.TemporaryDirectory() as folder:
+            line = bench_collect(pool, examples, batch_size, max_new_tokens, folder)
+        speeds.append((name, float(line["tok_s"])))
+        print(format_line({"backend": name, "dtype": dtype_name, "task": task, **line}), flush=True)
+        del pool
+    for (a, fast), (b, slow) in itertools.pairwise(speeds):
+        print(format_line({f"collect_{a}_over_{b}": round(fast / slow, 2)}), flush=True)
+
+
 @app.command("gate")
 @user_errors
 def gate_command(
