@@ -8,6 +8,7 @@ from dllg.errors import DllgError
 from dllg.experts import Expert, ExpertPool
 from dllg.experts.loading import load_expert, per_expert
 from dllg.fusion import FusionRule, make_rule
+from dllg.presets import get_preset
 
 
 class Ensemble:
@@ -15,6 +16,7 @@ class Ensemble:
 
     >>> ens = Ensemble(["qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"])
     >>> ens.generate("Write a Python function that reverses a string.", fusion="uniform")[0].text
+    >>> Ensemble.from_preset("world").generate("What is 2 + 3?")[0].text  # fused by the preset's gate
     """
 
     def __init__(
@@ -32,6 +34,21 @@ class Ensemble:
             for e, d, t, b in zip(experts, devices, dtypes, backends, strict=True)
         ]
         self.pool = ExpertPool(loaded)
+        self.gate: str | None = None  # the gate `generate` fuses with when no rule is named
+
+    @classmethod
+    def from_preset(
+        cls,
+        name: str,
+        device: str | Sequence[str] | None = "auto",
+        dtype: str | Sequence[str] | None = "auto",
+        backend: str | Sequence[str] = "hf",
+    ) -> "Ensemble":
+        """A preset's experts (`dllg models presets`), generating with its gate unless told otherwise."""
+        preset = get_preset(name)
+        ensemble = cls(list(preset.experts), device, dtype, backend)
+        ensemble.gate = preset.gate
+        return ensemble
 
     @property
     def names(self) -> list[str]:
@@ -44,7 +61,7 @@ class Ensemble:
     def generate(
         self,
         prompts: Prompt | Sequence[Prompt],
-        fusion: str | FusionRule = "uniform",
+        fusion: str | FusionRule | None = None,
         *,
         chat: bool = True,
         batch_size: int = 8,
@@ -58,13 +75,18 @@ class Ensemble:
         draft_tokens: int = 4,
         **rule_options: object,
     ) -> list[Generation]:
-        """One Generation (text, token ids, per-token expert weights) per prompt, in order."""
+        """One Generation (text, token ids, per-token expert weights) per prompt, in order. No `fusion`:
+        rule dllg with the preset's gate (`from_preset`), else uniform."""
         if isinstance(prompts, str) or (
             isinstance(prompts, list) and prompts and isinstance(prompts[0], dict)
         ):
             prompts = [prompts]  # type: ignore[list-item]
         if batch_size < 1:
             raise DllgError(f"batch_size={batch_size}: it must be at least 1")
+        if fusion is None:
+            fusion = "dllg" if self.gate is not None else "uniform"
+        if fusion == "dllg" and self.gate is not None:
+            rule_options.setdefault("gate", self.gate)
         if isinstance(fusion, FusionRule):
             if rule_options:
                 raise DllgError("rule options go to make_rule when fusion is given as a rule object")

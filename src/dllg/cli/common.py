@@ -63,6 +63,7 @@ def argv() -> list[str]:
     return expand_multi_value_options(sys.argv[1:])
 
 
+PRESET_HELP = "Experts and their trained gate by one name (see `dllg models presets`)."
 BACKEND_HELP = (
     "hf (transformers) or llamacpp (a .gguf file or a catalog model's GGUF, on the CPU); one for every "
     "expert, or one per expert: hf,llamacpp."

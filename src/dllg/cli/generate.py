@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from dllg.cli.common import BACKEND_HELP, console, user_errors
+from dllg.cli.common import BACKEND_HELP, PRESET_HELP, console, user_errors
 from dllg.config import rule_and_gate
 from dllg.errors import DllgError
 from dllg.fusion import RULES
 from dllg.fusion.base import parse_weights
+from dllg.presets import choose_experts
 
 if TYPE_CHECKING:  # the decode loop imports transformers: seconds that light commands should not pay
     from dllg.decode import Generation
@@ -50,8 +51,9 @@ def split_trailing_prompt(experts: list[str], prompts: list[str]) -> tuple[list[
 def generate_command(
     prompts: list[str] = typer.Argument(None, help="Prompt(s); put them after the options (or after --)."),
     experts: list[str] = typer.Option(
-        ..., "--experts", "-e", help="Experts: catalog name, folder, .gguf or hub id."
+        None, "--experts", "-e", help="Experts: catalog name, folder, .gguf or hub id."
     ),
+    preset: str = typer.Option(None, "--preset", "-p", help=PRESET_HELP),
     fusion: str = typer.Option(None, "--fusion", "-f", help=f"Fusion rule: {', '.join(sorted(RULES))}."),
     gate: str = typer.Option(None, "--gate", help="A trained gate folder: fuse with rule dllg."),
     weights: str = typer.Option(None, help="static: one weight per expert, e.g. 0.3,0.7."),
@@ -87,7 +89,7 @@ def generate_command(
     """Generate with several experts fused token by token."""
     from dllg.ensemble import Ensemble
 
-    experts, texts = split_trailing_prompt(list(experts), list(prompts or []))
+    experts, texts = split_trailing_prompt(list(experts or []), list(prompts or []))
     if prompts_file is not None:
         if not prompts_file.is_file():
             raise DllgError(
@@ -99,7 +101,9 @@ def generate_command(
             'no prompt given: put it after the options, e.g. --fusion uniform "PROMPT" (or after --)'
         )
     options = rule_options_from_flags(weights, expert, tau, top_k, space)
-    fusion, gate = rule_and_gate(fusion, gate, None)
+    choice = choose_experts(experts, preset, fusion, gate)
+    experts = choice.experts
+    fusion, gate = rule_and_gate(choice.fusion, choice.gate, None)
     if gate is not None:
         options["gate"] = gate
     devices = device.split(",") if "," in device else device

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import typer
 
-from dllg.cli.common import BACKEND_HELP, console, user_errors
+from dllg.cli.common import BACKEND_HELP, PRESET_HELP, console, user_errors
 from dllg.cli.generate import rule_options_from_flags
 from dllg.cli.pipeline import CONFIG_HELP
 from dllg.errors import DllgError
 from dllg.fusion import RULES
+from dllg.presets import choose_experts
 
 OUTPUT_DIR = Path("runs/lm-eval")
 
@@ -34,14 +35,12 @@ def model_args(
     dtype: str,
     backend: str,
     max_length: int | None,
+    preset: str | None = None,
 ) -> dict[str, object]:
     """The `dllg` model's arguments, only those given: the model applies its own defaults."""
-    if (config is None) == (not experts):
-        raise DllgError("name the experts once: give --config RUN.yaml or --experts A B (one of the two)")
-    args: dict[str, object] = (
-        {"config": str(config)} if config is not None else {"experts": list(experts or [])}
-    )
-    given = {"fusion": fusion, "gate": gate, "max_length": max_length, **options}
+    choice = choose_experts(experts, preset, fusion, gate, config, has_config=True)
+    args: dict[str, object] = {"config": str(config)} if config is not None else {"experts": choice.experts}
+    given = {"fusion": choice.fusion, "gate": choice.gate, "max_length": max_length, **options}
     args.update({k: v for k, v in given.items() if v is not None})
     for key, value in (("device", device), ("dtype", dtype), ("backend", backend)):
         args[key] = value.split(",") if "," in value else value
@@ -60,6 +59,7 @@ def lm_eval_command(
     tasks: list[str] = typer.Option(..., "--tasks", "-t", help="lm-eval task names: a,b or a b."),
     config: Path = typer.Option(None, "--config", "-c", help=CONFIG_HELP + " Its experts are evaluated."),
     experts: list[str] = typer.Option(None, "--experts", "-e", help="Experts, instead of --config."),
+    preset: str = typer.Option(None, "--preset", "-p", help=PRESET_HELP),
     fusion: str = typer.Option(
         None, "--fusion", "-f", help=f"Fusion rule: {', '.join(sorted(RULES))} (default uniform)."
     ),
@@ -98,7 +98,7 @@ def lm_eval_command(
             f"--include-path {str(include_path)!r} is not a folder: give the folder of task YAMLs"
         )
     options = rule_options_from_flags(weights, expert, tau, top_k, space)
-    args = model_args(config, experts, fusion, gate, options, device, dtype, backend, max_length)
+    args = model_args(config, experts, fusion, gate, options, device, dtype, backend, max_length, preset)
     try:
         import lm_eval
         from lm_eval.tasks import TaskManager

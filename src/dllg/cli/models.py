@@ -68,3 +68,18 @@ def list_models() -> None:
     for model in models:
         table.add_row(*_row(model))
     out.print(table)
+
+
+@app.command("presets")
+@user_errors
+def list_presets() -> None:
+    """Show the presets (`--preset NAME`): their experts, their gate and what to fetch first."""
+    from dllg.plugins import load_plugins
+    from dllg.presets import PRESETS
+
+    load_plugins()
+    table = Table("name", "experts", "gate", "fetch first", "description")
+    for preset in sorted(PRESETS.values(), key=lambda p: p.name):
+        fetch = f"dllg models fetch {' '.join(preset.fetch)}" if preset.fetch else "-"
+        table.add_row(preset.name, ", ".join(preset.experts), preset.gate, fetch, preset.description)
+    out.print(table)

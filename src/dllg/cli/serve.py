@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from dllg.cli.common import BACKEND_HELP, console, user_errors
+from dllg.cli.common import BACKEND_HELP, PRESET_HELP, console, user_errors
 from dllg.cli.generate import rule_options_from_flags
 from dllg.cli.pipeline import CONFIG_HELP
 from dllg.errors import DllgError
 from dllg.fusion import RULES
+from dllg.presets import choose_experts
 
 if TYPE_CHECKING:
     from dllg.experts import ExpertPool
@@ -26,24 +27,25 @@ def pool_and_rule(
     device: str,
     dtype: str,
     backend: str,
+    preset: str | None = None,
 ) -> tuple["ExpertPool", "FusionRule"]:
-    """The experts (a run config's, or named) and the rule; a bad rule or gate fails before experts load."""
+    """The experts (a run config's, a preset's, or named) and the rule; a bad rule or gate fails before
+    experts load."""
     from dllg.config import load_config, rule_and_gate
     from dllg.ensemble import Ensemble
     from dllg.fusion import make_rule
     from dllg.pipeline.run import load_pool
 
-    if (config is None) == (not experts):
-        raise DllgError("name the experts once: give --config RUN.yaml or --experts A B (one of the two)")
+    choice = choose_experts(experts, preset, fusion, gate, config, has_config=True)
     run = load_config(config) if config is not None else None
-    fusion, gate = rule_and_gate(fusion, gate, run)
+    fusion, gate = rule_and_gate(choice.fusion, choice.gate, run)
     if gate is not None:
         options["gate"] = gate
     rule = make_rule(fusion, **options)
     if run is not None:
         return load_pool(run), rule
     split = [value.split(",") if "," in value else value for value in (device, dtype, backend)]
-    return Ensemble(list(experts or []), device=split[0], dtype=split[1], backend=split[2]).pool, rule
+    return Ensemble(choice.experts, device=split[0], dtype=split[1], backend=split[2]).pool, rule
 
 
 @user_errors
@@ -52,6 +54,7 @@ def serve_command(
         None, "--config", "-c", help=CONFIG_HELP + " Its experts (and, with --fusion dllg, its gate)."
     ),
     experts: list[str] = typer.Option(None, "--experts", "-e", help="Experts, instead of --config."),
+    preset: str = typer.Option(None, "--preset", "-p", help=PRESET_HELP),
     fusion: str = typer.Option(None, "--fusion", "-f", help=f"Fusion rule: {', '.join(sorted(RULES))}."),
     gate: str = typer.Option(None, "--gate", help="A trained gate folder: fuse with rule dllg."),
     weights: str = typer.Option(None, help="static: one weight per expert, e.g. 0.3,0.7."),
@@ -97,7 +100,7 @@ def serve_command(
 
         torch.set_num_threads(threads)
     with console.status("loading the experts"):
-        pool, rule = pool_and_rule(config, experts, fusion, gate, options, device, dtype, backend)
+        pool, rule = pool_and_rule(config, experts, fusion, gate, options, device, dtype, backend, preset)
         engine = Engine(
             pool, rule, max_batch=max_batch, max_queue=max_queue, timeout=timeout, drafter=speculate
         )

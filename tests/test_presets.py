@@ -1,0 +1,112 @@
+"""Presets: one name for a set of experts and the gate trained for them, the same as naming both, in
+`dllg generate`, `dllg serve`, `dllg lm-eval` and `Ensemble.from_preset`."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dllg.cli.common import expand_multi_value_options
+from dllg.cli.lm_eval import model_args
+from dllg.cli.main import app
+from dllg.cli.serve import pool_and_rule
+from dllg.ensemble import Ensemble
+from dllg.errors import DllgError
+from dllg.presets import PRESETS, Preset, choose_experts, get_preset, register_preset
+
+runner = CliRunner()
+CONFIG = Path(__file__).parents[1] / "configs" / "tiny.yaml"
+PROMPT = "What is 12 + 7?"
+
+
+def invoke(args: list[str]):
+    return runner.invoke(app, expand_multi_value_options(args))
+
+
+def answer_and_weights(output: str) -> str:
+    """What generate printed from the weights table on (loading progress differs from run to run)."""
+    return output[output.index("expert weights per token") :]
+
+
+def test_the_world_preset_is_its_experts_and_gate():
+    world = get_preset("world")
+    assert world.experts == ("world:arith", "world:code") and world.gate == "world:gate"
+    assert choose_experts(None, "world", None, None) == choose_experts(
+        ["world:arith", "world:code"], None, "dllg", "world:gate"
+    )
+
+
+def test_another_rule_replaces_the_presets_gate():
+    choice = choose_experts(None, "world", "uniform", None)
+    assert choice.experts == ["world:arith", "world:code"]
+    assert choice.fusion == "uniform" and choice.gate is None
+
+
+@pytest.mark.parametrize(
+    ("experts", "preset", "gate", "config", "message"),
+    [
+        (None, None, None, None, "give --config RUN.yaml or --experts A B or --preset NAME"),
+        (["a", "b"], "world", None, None, "name the experts once"),
+        (None, "world", None, CONFIG, "name the experts once"),
+        (None, "world", "my-gate", None, "--preset world brings its gate: drop --gate"),
+        (None, "no-such", None, None, "no preset called 'no-such': the presets are world"),
+    ],
+)
+def test_naming_the_experts_twice_or_not_at_all_is_refused(experts, preset, gate, config, message):
+    with pytest.raises(DllgError, match=message):
+        choose_experts(experts, preset, None, gate, config, has_config=True)
+
+
+def test_a_command_without_config_does_not_offer_one():
+    with pytest.raises(DllgError, match=r"give --experts A B or --preset NAME \(one of them\)"):
+        choose_experts(None, None, None, None)
+
+
+def test_registering_a_second_preset_under_a_taken_name_fails():
+    taken = Preset("world", "another", ("tiny:0", "tiny:1"), "elsewhere")
+    with pytest.raises(DllgError, match="two presets are registered as 'world'"):
+        register_preset(taken)
+    assert PRESETS["world"].gate == "world:gate"
+    with pytest.raises(DllgError, match="a preset fuses 2 or more"):
+        register_preset(Preset("lonely", "one expert", ("tiny:0",), "g"))
+    assert "lonely" not in PRESETS
+
+
+def test_generate_with_the_preset_equals_naming_experts_and_gate():
+    shown = ["-n", "12", "--show-weights", PROMPT]
+    by_preset = invoke(["generate", "--preset", "world", *shown])
+    by_names = invoke(["generate", "--experts", "world:arith", "world:code", "--gate", "world:gate", *shown])
+    assert by_preset.exit_code == 0, by_preset.output
+    assert answer_and_weights(by_preset.output) == answer_and_weights(by_names.output)
+    assert "mean weights: world:arith=" in by_preset.output
+
+
+def test_generate_with_the_preset_and_experts_is_a_one_line_error():
+    result = invoke(["generate", "--preset", "world", "--experts", "tiny:0", "tiny:1", "--", PROMPT])
+    assert result.exit_code == 1 and "name the experts once" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_ensemble_from_preset_fuses_with_its_gate_unless_told_otherwise():
+    ensemble = Ensemble.from_preset("world", device="cpu", dtype="fp32")
+    gated = ensemble.generate(PROMPT, max_new_tokens=8)[0]
+    explicit = ensemble.generate(PROMPT, "dllg", gate="world:gate", max_new_tokens=8)[0]
+    assert gated.token_ids == explicit.token_ids
+    assert torch.equal(gated.weights, explicit.weights)
+    uniform = ensemble.generate(PROMPT, "uniform", max_new_tokens=8)[0]
+    assert torch.allclose(uniform.weights, torch.full_like(uniform.weights, 0.5))
+    assert not torch.allclose(gated.weights, torch.full_like(gated.weights, 0.5))
+
+
+def test_serve_and_lm_eval_take_the_preset():
+    pool, rule = pool_and_rule(None, None, None, None, {}, "cpu", "fp32", "hf", preset="world")
+    assert pool.names == ["world:arith", "world:code"] and rule.name == "dllg"
+    args = model_args(None, None, None, None, {}, "cpu", "fp32", "hf", None, preset="world")
+    assert args["experts"] == ["world:arith", "world:code"]
+    assert args["fusion"] == "dllg" and args["gate"] == "world:gate"
+
+
+def test_models_presets_lists_them():
+    result = invoke(["models", "presets"])
+    assert result.exit_code == 0 and "world:gate" in result.output
