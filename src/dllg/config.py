@@ -40,6 +40,12 @@ class ExpertSpec(Strict):
     device: str = "auto"
     dtype: str = "auto"
     backend: Literal["hf", "llamacpp"] = "hf"  # llamacpp: a .gguf file or a catalog model's kept GGUF
+    placement: Literal["local", "ray"] = "local"  # ray: in its own Ray actor (the cluster: ray.address)
+    resources: dict[str, float] = Field(default_factory=dict)  # the actor's: num_cpus, num_gpus, custom
+
+
+class RayConfig(Strict):
+    address: str = "local"  # a running cluster ("host:6379", "ray://host:10001"), or local: start one here
 
 
 class TaskSpec(Strict):
@@ -79,6 +85,12 @@ class RunConfig(Strict):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     train: TrainSection = Field(default_factory=TrainSection)
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+    def placed_on_ray(self, address: str) -> "RunConfig":
+        """The same run with every expert in its own Ray actor on the cluster at `address` (`--ray`)."""
+        experts = [e.model_copy(update={"placement": "ray"}) for e in self.experts]
+        return self.model_copy(update={"experts": experts, "ray": RayConfig(address=address)})
 
 
 def _set_path(data: dict, dotted: str, value: Any) -> None:

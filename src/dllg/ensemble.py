@@ -6,7 +6,7 @@ from dllg.decode import Generation, GenerationConfig, generate
 from dllg.decode.prompts import Prompt, encode_prompt, encode_user_text
 from dllg.errors import DllgError
 from dllg.experts import Expert, ExpertPool
-from dllg.experts.loading import load_expert, per_expert
+from dllg.experts.loading import load_experts
 from dllg.fusion import FusionRule, make_rule
 from dllg.presets import get_preset
 
@@ -25,15 +25,11 @@ class Ensemble:
         device: str | Sequence[str] | None = "auto",
         dtype: str | Sequence[str] | None = "auto",
         backend: str | Sequence[str] = "hf",
+        ray: str | None = None,
     ) -> None:
-        devices = per_expert(device, len(experts), "device")
-        dtypes = per_expert(dtype, len(experts), "dtype")
-        backends = per_expert(backend, len(experts), "backend")
-        loaded = [
-            load_expert(e, d, t, b) if isinstance(e, str) else e
-            for e, d, t, b in zip(experts, devices, dtypes, backends, strict=True)
-        ]
-        self.pool = ExpertPool(loaded)
+        """`ray`: run each named expert in its own Ray actor, on the cluster at this address ("local":
+        start one here); the loop, the rule and the gate stay in this process."""
+        self.pool = ExpertPool(load_experts(experts, device, dtype, backend, ray_address=ray))
         self.gate: str | None = None  # the gate `generate` fuses with when no rule is named
 
     @classmethod
@@ -43,10 +39,11 @@ class Ensemble:
         device: str | Sequence[str] | None = "auto",
         dtype: str | Sequence[str] | None = "auto",
         backend: str | Sequence[str] = "hf",
+        ray: str | None = None,
     ) -> "Ensemble":
         """A preset's experts (`dllg models presets`), generating with its gate unless told otherwise."""
         preset = get_preset(name)
-        ensemble = cls(list(preset.experts), device, dtype, backend)
+        ensemble = cls(list(preset.experts), device, dtype, backend, ray)
         ensemble.gate = preset.gate
         return ensemble
 

@@ -195,3 +195,31 @@ def speculative_command(
             pool, factory, prompts, size, max_new_tokens, drafters, draft_tokens, repeats
         ):
             print(format_line(where | line), flush=True)
+
+
+@app.command("ray")
+@user_errors
+def ray_command(
+    experts: list[str] = typer.Option(
+        None, "--experts", "-e", help="Default: the real pair if fetched, else tiny:0 tiny:1."
+    ),
+    batch_sizes: str = typer.Option("1,8", "--batch-sizes", help="Comma-separated batch sizes."),
+    new_tokens: int = typer.Option(16, "--new-tokens", help="Tokens per sequence for each timing."),
+    rule: str = typer.Option("uniform", "--rule"),
+    repeats: int = typer.Option(2, "--repeats", help="Best of this many timings."),
+    dtype: str = typer.Option("auto", help="Compute dtype of every expert (auto: per device)."),
+    backend: str = typer.Option("hf", help="hf or llamacpp, for every expert."),
+    ray: str = typer.Option("local", "--ray", help="The Ray cluster: local (start one here) or an address."),
+) -> None:
+    """The fused step with every expert in its own one-CPU Ray actor against the same experts in this
+    process (same run): each actor's own compute per step, and the overhead the round trip adds."""
+    from dllg.bench.decode import format_line, machine_line
+    from dllg.bench.placement import bench_ray
+    from dllg.experts.ray_placement import ensure_ray
+
+    names = list(experts) if experts else (default_experts() or ["tiny:0", "tiny:1"])
+    ensure_ray(ray)
+    print(format_line(machine_line()), flush=True)
+    sizes = tuple(int(b) for b in batch_sizes.split(","))
+    for row in bench_ray(names, backend, dtype, sizes, new_tokens, rule, repeats):
+        print(format_line(row), flush=True)

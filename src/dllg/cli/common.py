@@ -64,6 +64,10 @@ def argv() -> list[str]:
 
 
 PRESET_HELP = "Experts and their trained gate by one name (see `dllg models presets`)."
+RAY_HELP = (
+    "Run each expert in its own Ray actor (the experts of a step run at once): a cluster's address, or "
+    "local to start one here. Needs pip install 'dllg[ray]'."
+)
 BACKEND_HELP = (
     "hf (transformers) or llamacpp (a .gguf file or a catalog model's GGUF, on the CPU); one for every "
     "expert, or one per expert: hf,llamacpp."

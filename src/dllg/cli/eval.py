@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from dllg.cli.common import BACKEND_HELP, console, user_errors
+from dllg.cli.common import BACKEND_HELP, RAY_HELP, console, user_errors
+from dllg.cli.shards import SHARD_HELP
 from dllg.errors import DllgError
 
 if TYPE_CHECKING:  # the CLI imports torch-heavy modules only when a command runs
@@ -50,28 +51,48 @@ def eval_command(
     device: str = typer.Option("auto", help="Device for every expert, or one per expert: cpu,cuda:0."),
     dtype: str = typer.Option("auto", help="auto (bf16 on GPU / native-bf16 CPUs, else fp32), bf16, fp32..."),
     backend: str = typer.Option("hf", help=BACKEND_HELP),
+    ray: str = typer.Option(None, "--ray", help=RAY_HELP),
     speculate: str = typer.Option(
         "none", help="Speculative decoding's drafter (the same answers): ngram, expert, auto or none."
     ),
     by_tags: list[str] = typer.Option(
         None, "--by-tags", help="Also score this task's examples grouped by their tags (e.g. world-mixed)."
     ),
+    shard: str = typer.Option(None, "--shard", help=SHARD_HELP + " No table: it comes from the merged file."),
 ) -> None:
     """Evaluate methods on tasks (greedy, resumable) and print the results table."""
     from dllg.decode import GenerationConfig
     from dllg.experts import ExpertPool
     from dllg.experts.loading import load_experts
-    from dllg.pipeline.evaluate import load_eval_tasks, method_names
+    from dllg.pipeline.evaluate import evaluate, load_eval_tasks, method_names
+    from dllg.pipeline.sharding import Shard, shard_eval_tasks
 
+    part = Shard.parse(shard) if shard is not None else None
     names = method_names(methods)  # a bad method name fails before any model loads
     loaded_tasks = load_eval_tasks(tasks, limit)
     devices = device.split(",") if "," in device else device
     dtypes = dtype.split(",") if "," in dtype else dtype
     backends = backend.split(",") if "," in backend else backend
     with console.status(f"loading {len(experts)} experts"):
-        pool = ExpertPool(load_experts(experts, devices, dtypes, backends))
+        pool = ExpertPool(load_experts(experts, devices, dtypes, backends, ray_address=ray))
     config = GenerationConfig(max_new_tokens=max_new_tokens, speculate=speculate)
-    evaluate_and_report(pool, names, loaded_tasks, out, config, batch_size, workers, by_tags or ())
+    if part is None:
+        evaluate_and_report(pool, names, loaded_tasks, out, config, batch_size, workers, by_tags or ())
+        return
+    mine = shard_eval_tasks(part, loaded_tasks)
+    print_counts(part.path(out), evaluate(pool, names, mine, part.path(out), config, batch_size, workers))
+    console.print(
+        f"the table: `dllg merge-shards {out}` once every shard is done, then this command without --shard",
+        highlight=False,
+    )
+
+
+def print_counts(out: Path, counts: dict[str, int]) -> None:
+    console.print(
+        f"records: {out}: {counts['generated']} new ({counts['correct']} correct), "
+        f"{counts['skipped']} already there",
+        highlight=False,
+    )
 
 
 def evaluate_and_report(
@@ -101,12 +122,7 @@ def evaluate_and_report(
     unknown = set(by_tags) - {t.name for t in loaded_tasks}
     if unknown:
         raise DllgError(f"--by-tags {', '.join(sorted(unknown))}: not among the evaluated tasks")
-    counts = evaluate(pool, names, loaded_tasks, out, config, batch_size, workers)
-    console.print(
-        f"records: {out}: {counts['generated']} new ({counts['correct']} correct), "
-        f"{counts['skipped']} already there",
-        highlight=False,
-    )
+    print_counts(out, evaluate(pool, names, loaded_tasks, out, config, batch_size, workers))
     records = select_records(list(read_records(out)), names, loaded_tasks)
     rows = results_table(records)
     console.print(rich_table(rows))

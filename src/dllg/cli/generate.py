@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from dllg.cli.common import BACKEND_HELP, PRESET_HELP, console, user_errors
+from dllg.cli.common import BACKEND_HELP, PRESET_HELP, RAY_HELP, console, user_errors
 from dllg.config import rule_and_gate
 from dllg.errors import DllgError
 from dllg.fusion import RULES
@@ -72,6 +72,7 @@ def generate_command(
     device: str = typer.Option("auto", help="Device for every expert, or one per expert: cpu,cuda:0."),
     dtype: str = typer.Option("auto", help="auto (bf16 on GPU / native-bf16 CPUs, else fp32), bf16, fp32..."),
     backend: str = typer.Option("hf", help=BACKEND_HELP),
+    ray: str = typer.Option(None, "--ray", help=RAY_HELP),
     speculate: str = typer.Option(
         "auto",
         help="Speculative decoding, the same answers: ngram (drafts from the prompt and output), expert (the "
@@ -110,7 +111,7 @@ def generate_command(
     dtypes = dtype.split(",") if "," in dtype else dtype
     with console.status(f"loading {len(experts)} experts"):
         backends = backend.split(",") if "," in backend else backend
-        ensemble = Ensemble(experts, device=devices, dtype=dtypes, backend=backends)
+        ensemble = Ensemble(experts, device=devices, dtype=dtypes, backend=backends, ray=ray)
     results = ensemble.generate(
         texts,
         fusion,

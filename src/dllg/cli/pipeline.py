@@ -4,7 +4,8 @@ from pathlib import Path
 
 import typer
 
-from dllg.cli.common import console, user_errors
+from dllg.cli.common import RAY_HELP, console, user_errors
+from dllg.cli.shards import SHARD_HELP
 
 CONFIG_HELP = "The YAML run config (see configs/)."
 SET_HELP = "Override a config field, e.g. --set train.steps=100 (repeatable)."
@@ -17,19 +18,25 @@ def collect_command(
     limit: int = typer.Option(None, "--limit", help="At most this many examples per task."),
     out: str = typer.Option(None, "--out", help="The label table (JSONL); default: collect.out."),
     fresh: bool = typer.Option(False, "--fresh", help="Start a new table; the old one is renamed, not lost."),
+    shard: str = typer.Option(None, "--shard", help=SHARD_HELP),
+    ray: str = typer.Option(None, "--ray", help=RAY_HELP),
 ) -> None:
     """Each expert answers each training prompt; a verifier labels each answer (resumable)."""
     from dllg.config import load_config
     from dllg.pipeline.run import run_collect
+    from dllg.pipeline.sharding import Shard
 
+    part = Shard.parse(shard) if shard is not None else None
     overrides = list(set_ or []) + ([f"collect.out={out}"] if out else [])
     run = load_config(config, overrides)
+    if ray is not None:
+        run = run.placed_on_ray(ray)
     if limit is not None:
         run = run.model_copy(update={"tasks": [t.model_copy(update={"limit": limit}) for t in run.tasks]})
-    counts = run_collect(run, fresh=fresh)
+    counts = run_collect(run, fresh=fresh, shard=part)
     console.print(
-        f"labels: {run.collect.out}: {counts['generated']} new ({counts['correct']} correct), "
-        f"{counts['skipped']} already there",
+        f"labels: {part.path(run.collect.out) if part else run.collect.out}: {counts['generated']} new "
+        f"({counts['correct']} correct), {counts['skipped']} already there",
         highlight=False,
     )
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from dllg.cli.common import BACKEND_HELP, PRESET_HELP, console, user_errors
+from dllg.cli.common import BACKEND_HELP, PRESET_HELP, RAY_HELP, console, user_errors
 from dllg.cli.generate import rule_options_from_flags
 from dllg.cli.pipeline import CONFIG_HELP
 from dllg.errors import DllgError
@@ -28,6 +28,7 @@ def pool_and_rule(
     dtype: str,
     backend: str,
     preset: str | None = None,
+    ray: str | None = None,
 ) -> tuple["ExpertPool", "FusionRule"]:
     """The experts (a run config's, a preset's, or named) and the rule; a bad rule or gate fails before
     experts load."""
@@ -43,9 +44,9 @@ def pool_and_rule(
         options["gate"] = gate
     rule = make_rule(fusion, **options)
     if run is not None:
-        return load_pool(run), rule
+        return load_pool(run if ray is None else run.placed_on_ray(ray)), rule
     split = [value.split(",") if "," in value else value for value in (device, dtype, backend)]
-    return Ensemble(choice.experts, device=split[0], dtype=split[1], backend=split[2]).pool, rule
+    return Ensemble(choice.experts, device=split[0], dtype=split[1], backend=split[2], ray=ray).pool, rule
 
 
 @user_errors
@@ -67,6 +68,7 @@ def serve_command(
     ),
     dtype: str = typer.Option("auto", help="auto, bf16, fp32... (not with --config)."),
     backend: str = typer.Option("hf", help=BACKEND_HELP + " (Not with --config.)"),
+    ray: str = typer.Option(None, "--ray", help=RAY_HELP),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8000, help="Port to listen on."),
     max_batch: int = typer.Option(8, "--max-batch", min=1, help="Requests decoded together, at most."),

@@ -12,6 +12,7 @@ distribution), and every cache rolls back per row to what was kept. Greedy outpu
 (exactly, where the arithmetic is deterministic); sampled output has the plain loop's distribution.
 """
 
+import contextlib
 import itertools
 import time
 from collections import Counter, deque
@@ -84,20 +85,25 @@ class _Batch:
     def __init__(self, experts: list[Expert]) -> None:
         self.experts = experts
         self.states: list = []
+        self._order = sorted(range(len(experts)), key=lambda k: not experts[k].runs_elsewhere)
 
     def prefill(self, prompts: list[list[int]]) -> tuple[list, list[ExpertOutput]]:
         """Every expert reads the prompts into new states; if one fails, the others' states are freed."""
-        states, outputs = [], []
+        started, states, outputs = [], {}, {}
         try:
-            for expert in self.experts:
-                state, output = expert.prefill(prompts)
-                states.append(state)
-                outputs.append(output)
+            for k in self._order:  # experts elsewhere first: they work while the local ones do
+                started.append((k, self.experts[k].prefill_later(prompts)))
+            for k, wait in started:
+                states[k], outputs[k] = wait()
         except BaseException:
-            for expert, state in zip(self.experts, states, strict=False):
-                expert.release(state)
+            for k, wait in started:  # a prefill started elsewhere is waited for, then freed
+                if k not in states:
+                    with contextlib.suppress(Exception):
+                        states[k] = wait()[0]
+            for k, state in states.items():
+                self.experts[k].release(state)
             raise
-        return states, outputs
+        return [states[k] for k in range(len(self.experts))], [outputs[k] for k in range(len(self.experts))]
 
     @torch.inference_mode()  # the joined caches were made in inference mode
     def join(self, states: list) -> None:
@@ -110,7 +116,8 @@ class _Batch:
     def step(self, tokens: torch.Tensor) -> list[ExpertOutput]:
         """Feed (B, T) new tokens (one chosen, T - 1 drafted) per running sequence to every expert."""
         tokens = tokens.cpu()
-        return [e.step(s, tokens) for e, s in zip(self.experts, self.states, strict=True)]
+        waits = {k: self.experts[k].step_later(self.states[k], tokens) for k in self._order}
+        return [waits[k]() for k in range(len(self.experts))]
 
     def step_drafting(
         self, last: torch.Tensor, count: int, drafter: int
@@ -229,6 +236,8 @@ class Decoder:
         self.experts = [pool[i] for i in running]
         backends = [e.backend for e in self.experts]
         rule.notice_backends(backends)
+        for expert in self.experts:  # an expert in another process sends hidden states only if read
+            expert.outputs_wanted(hidden=rule.reads_hidden)
         chosen = make_drafter(drafter) if isinstance(drafter, str) else drafter
         self.drafter = chosen.resolve(backends)
         self.draft_tokens = draft_tokens if self.drafter.name != "none" else 0

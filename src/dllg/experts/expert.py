@@ -11,6 +11,9 @@ touches a backend's model. A decoding batch lives in an opaque state the backend
   rollback(state, counts)     forget each row's last counts[i] tokens (a rejected speculative draft)
   release(state)              the batch is done
 
+`prefill_later` / `step_later` start the work and return what waits for it, so that experts in other
+processes (Ray actors) step at the same time; in process they run at once.
+
 and, without a state, `sequence_states` (teacher forcing: every position's hidden state) and `mean_nll`
 (a sequence's mean next-token NLL: Pack of LLMs' perplexity).
 """
@@ -18,6 +21,7 @@ and, without a state, `sequence_states` (teacher forcing: every position's hidde
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -35,6 +39,7 @@ class Expert(ABC):
     """A frozen causal LM with its tokenizer. `vocab_size` is the shared vocabulary the pool trims to."""
 
     backend: ClassVar[str]
+    runs_elsewhere: ClassVar[bool] = False  # in another process: the loop starts its work first
 
     def __init__(self, name: str, tokenizer: PreTrainedTokenizerBase, source: str | None = None) -> None:
         self.name = name
@@ -81,6 +86,19 @@ class Expert(ABC):
     @abstractmethod
     def step(self, state: Any, tokens: torch.Tensor) -> ExpertOutput:
         """Feed `tokens` (B, T) to the rows of `state`; outputs at the T new positions."""
+
+    def prefill_later(self, prompts: list[list[int]]) -> Callable[[], tuple[Any, ExpertOutput]]:
+        """Start `prefill`; what waits for its result (in process: it has run already)."""
+        result = self.prefill(prompts)
+        return lambda: result
+
+    def step_later(self, state: Any, tokens: torch.Tensor) -> Callable[[], ExpertOutput]:
+        """Start `step`; what waits for its outputs (in process: it has run already)."""
+        output = self.step(state, tokens)
+        return lambda: output
+
+    def outputs_wanted(self, hidden: bool) -> None:  # noqa: B027 - optional hook
+        """Whether the caller reads hidden states: an expert in another process then sends (B, T, 0)."""
 
     @abstractmethod
     def keep_rows(self, state: Any, rows: torch.Tensor) -> None:

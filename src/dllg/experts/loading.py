@@ -21,6 +21,7 @@ from dllg.sources import ModelSource, find_entry, resolve_source
 from dllg.sources.pypi_parts import gguf_path
 
 BACKENDS = ("hf", "llamacpp")
+PLACEMENTS = ("local", "ray")
 
 
 def load_expert(
@@ -28,10 +29,22 @@ def load_expert(
     device: str | torch.device | None = "auto",
     dtype: str | torch.dtype | None = "auto",
     backend: str = "hf",
+    placement: str = "local",
+    resources: dict[str, float] | None = None,
+    ray_address: str | None = None,
 ) -> Expert:
-    """The expert a name means, run by `backend`: "hf" (transformers) or "llamacpp" (a GGUF file)."""
+    """The expert a name means, run by `backend`: "hf" (transformers) or "llamacpp" (a GGUF file), in this
+    process or (`placement="ray"`) in a Ray actor given `resources`, on the cluster at `ray_address`."""
     if backend not in BACKENDS:
         raise DllgError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    if placement not in PLACEMENTS:
+        raise DllgError(f"unknown placement {placement!r}: use one of {', '.join(PLACEMENTS)}")
+    if placement == "ray":
+        from dllg.experts.ray_placement import RayExpert
+
+        return RayExpert(name_or_path, device, dtype, backend, resources, ray_address)
+    if resources:
+        raise DllgError(f"resources {resources} are for experts placed on Ray: add placement: ray")
     source = resolve_source(name_or_path)
     if backend == "llamacpp":
         return load_llamacpp_expert(name_or_path, source, device)
@@ -128,12 +141,19 @@ def per_expert(value: object, count: int, what: str) -> list:
 
 
 def load_experts(
-    names: Sequence[str],
+    names: Sequence[str | Expert],
     device: str | Sequence[str] | None = "auto",
     dtype: str | Sequence[str] | None = "auto",
     backend: str | Sequence[str] = "hf",
+    ray_address: str | None = None,
 ) -> list[Expert]:
+    """Each named expert (one device/dtype/backend for all, or one each); an Expert object is taken as it
+    is. With `ray_address` ("local" or a cluster's address) each named expert runs in its own Ray actor."""
     devices = per_expert(device, len(names), "device")
     dtypes = per_expert(dtype, len(names), "dtype")
     backends = per_expert(backend, len(names), "backend")
-    return [load_expert(n, d, t, b) for n, d, t, b in zip(names, devices, dtypes, backends, strict=True)]
+    placement = "local" if ray_address is None else "ray"
+    return [
+        load_expert(n, d, t, b, placement, ray_address=ray_address) if isinstance(n, str) else n
+        for n, d, t, b in zip(names, devices, dtypes, backends, strict=True)
+    ]

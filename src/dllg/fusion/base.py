@@ -42,6 +42,7 @@ class FusionRule(ABC):
 
     name: ClassVar[str]
     needs_prompt_nll: ClassVar[bool] = False
+    reads_hidden: ClassVar[bool] = False  # whether `fuse` reads the experts' hidden states
 
     def bind(self, expert_names: list[str]) -> list[int]:
         """Check the rule's options against the pool; return the indices of the experts that must run."""

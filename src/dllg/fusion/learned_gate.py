@@ -13,6 +13,7 @@ from dllg.fusion.base import FusionInput, PromptContext, WeightedRule, register_
 @register_rule
 class LearnedGate(WeightedRule):
     name = "dllg"
+    reads_hidden = True
 
     def __init__(self, gate: "str | Path | object") -> None:
         from dllg.gate import Gate, load_gate

@@ -16,12 +16,18 @@ from dllg.gate import Gate, GateConfig, build_gate
 from dllg.pipeline.collect import TaskExample, collect_labels, read_labels
 from dllg.pipeline.features import FeatureExample, extract_features
 from dllg.pipeline.fresh import set_aside
+from dllg.pipeline.sharding import Shard
 from dllg.pipeline.train import GateExample, TrainConfig, train_gate
 from dllg.tasks import get_task
 
 
 def load_pool(config: RunConfig) -> ExpertPool:
-    return ExpertPool([load_expert(e.name, e.device, e.dtype, e.backend) for e in config.experts])
+    return ExpertPool(
+        [
+            load_expert(e.name, e.device, e.dtype, e.backend, e.placement, e.resources, config.ray.address)
+            for e in config.experts
+        ]
+    )
 
 
 def load_training_examples(config: RunConfig) -> list[TaskExample]:
@@ -37,14 +43,21 @@ def load_training_examples(config: RunConfig) -> list[TaskExample]:
     return items
 
 
-def run_collect(config: RunConfig, pool: ExpertPool | None = None, fresh: bool = False) -> dict[str, int]:
-    """Collect the label table; `fresh` sets an existing table aside first (renamed, not deleted)."""
-    if fresh:
-        announce_set_aside(set_aside(config.collect.out))
-    pool = pool or load_pool(config)
+def run_collect(
+    config: RunConfig, pool: ExpertPool | None = None, fresh: bool = False, shard: Shard | None = None
+) -> dict[str, int]:
+    """Collect the label table; `fresh` sets an existing table aside first (renamed, not deleted). A `shard`
+    collects only its examples, into its own file beside the table (`dllg merge-shards` joins them)."""
     c = config.collect
+    out = shard.path(c.out) if shard else c.out
+    if fresh:
+        announce_set_aside(set_aside(out))
+    pool = pool or load_pool(config)
+    examples = load_training_examples(config)
+    if shard:
+        examples = [i for i in examples if shard.holds(i.task, i.split, i.example.id)]
     generation = GenerationConfig(max_new_tokens=c.max_new_tokens, temperature=c.temperature, seed=c.seed)
-    return collect_labels(pool, load_training_examples(config), c.out, generation, c.batch_size, c.workers)
+    return collect_labels(pool, examples, out, generation, c.batch_size, c.workers)
 
 
 def label_vectors(labels: list[dict], expert_names: list[str]) -> dict[str, torch.Tensor]:

@@ -1,0 +1,334 @@
+"""Experts as Ray actors: each expert lives in its own actor process (any backend, its own device and
+cache); the driver runs the one decode loop, the fusion and the gate, and the experts of one step run
+concurrently (`Expert.step_later`).
+
+Only what fusion needs crosses the boundary: logits already trimmed to the shared vocabulary (the actor
+trims), and hidden states only while the rule reads them (`Expert.outputs_wanted`); a decoding state stays
+in the actor and the driver holds its id. Calls that return nothing (drop rows, roll back, free) are not
+waited for: an actor runs one caller's calls in order, and their errors surface at the next call that waits.
+
+  RayExpert("qwen2.5-coder-1.5b-instruct", backend="llamacpp", resources={"num_cpus": 1})
+  dllg generate --ray local --experts A B ...            (`--ray ADDRESS` joins a running cluster)
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from dllg.errors import DllgError
+from dllg.experts.expert import Expert, ExpertOutput
+
+INSTALL_HINT = "pip install 'dllg[ray]'"
+LOCAL = "local"  # the address that means: start a Ray instance on this machine
+PLACEMENT_TIMEOUT_S = 600.0  # for an actor to be scheduled and load its model
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise DllgError(f"placing experts on Ray needs ray: {INSTALL_HINT}") from exc
+    return ray
+
+
+def ensure_ray(address: str | None = None) -> Any:
+    """Ray, connected: to `address` (a cluster's "host:port" or "ray://host:10001"), else to a local
+    instance started here ("local" or None). An existing connection is kept."""
+    ray = import_ray()
+    if not ray.is_initialized():
+        target = None if address in (None, LOCAL) else address
+        try:
+            ray.init(address=target, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise DllgError(
+                f"cannot connect to Ray at {address!r} ({str(exc).splitlines()[0]}): start the cluster "
+                "(`ray start --head`) or give --ray local"
+            ) from exc
+    return ray
+
+
+def actor_options(resources: dict[str, float] | None) -> dict[str, Any]:
+    """Ray's actor options from one mapping: num_cpus, num_gpus and memory are Ray's own; any other key
+    is a custom resource a node must offer (e.g. {"num_gpus": 1, "big_node": 1})."""
+    resources = dict(resources or {})
+    own = {key: resources.pop(key) for key in ("num_cpus", "num_gpus", "memory") if key in resources}
+    for key, value in {**own, **resources}.items():
+        if not isinstance(value, int | float) or value < 0:
+            raise DllgError(f"resources.{key}={value!r}: give a number of at least 0 (e.g. num_gpus: 1)")
+    own.setdefault("num_cpus", 1)
+    return {**own, "resources": resources} if resources else own
+
+
+def check_feasible(ray: Any, name: str, options: dict[str, Any]) -> None:
+    """Refuse at once what no node of the cluster offers (Ray would wait for it forever)."""
+    total = ray.cluster_resources()
+    wanted = {
+        "CPU": options.get("num_cpus", 0),
+        "GPU": options.get("num_gpus", 0),
+        **options.get("resources", {}),
+    }
+    for key, amount in wanted.items():
+        if amount and total.get(key, 0) < amount:
+            raise DllgError(
+                f"expert {name!r} asks for {amount} {key} but the Ray cluster has {total.get(key, 0)} in "
+                "all: lower its resources or add nodes that have them"
+            )
+
+
+class ExpertHost:
+    """What runs in the actor process: one expert and the decoding states the driver refers to by id."""
+
+    def __init__(self, name: str, device: str, dtype: str, backend: str, threads: int) -> None:
+        from dllg.experts.loading import load_expert
+
+        torch.set_num_threads(threads)
+        self.states: dict[int, Any] = {}
+        self.ids = itertools.count()
+        self.send_hidden = True
+        self.busy = 0.0  # seconds spent in the expert's steps and prefills: the rest of a call is transport
+        # A failed load is kept for `describe` to raise: a task's error reaches the driver as itself,
+        # where an actor that dies in its constructor reports only that it died.
+        self.load_error: Exception | None = None
+        try:
+            self.expert = load_expert(name, device, dtype, backend)
+        except Exception as exc:
+            self.load_error = exc
+
+    def describe(self) -> dict[str, Any]:
+        if self.load_error is not None:
+            raise self.load_error
+        e = self.expert
+        return {
+            "name": e.name,
+            "source": e.source,
+            "backend": e.backend,
+            "tokenizer": e.tokenizer,
+            "device": str(e.device),
+            "dtype": e.dtype,
+            "hidden_size": e.hidden_size,
+            "output_rows": e.output_rows,
+            "parameter_count": e.parameter_count(),
+            "max_sequence_tokens": e.max_sequence_tokens,
+            "eos_token_ids": e.eos_token_ids(),
+        }
+
+    def configure(self, vocab_size: int, send_hidden: bool) -> None:
+        self.expert.vocab_size = vocab_size
+        self.send_hidden = send_hidden
+
+    def _send(self, output: ExpertOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = output.hidden if self.send_hidden else output.hidden[..., :0]
+        return output.logits.cpu(), hidden.cpu()
+
+    def prefill(self, prompts: list[list[int]]) -> tuple[int, tuple[torch.Tensor, torch.Tensor]]:
+        started = time.perf_counter()
+        state, output = self.expert.prefill(prompts)
+        sid = next(self.ids)
+        self.states[sid] = state
+        sent = self._send(output)
+        self.busy += time.perf_counter() - started
+        return sid, sent
+
+    def step(self, sid: int, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        started = time.perf_counter()
+        sent = self._send(self.expert.step(self.states[sid], tokens))
+        self.busy += time.perf_counter() - started
+        return sent
+
+    def busy_seconds(self) -> float:
+        return self.busy
+
+    def keep_rows(self, sid: int, rows: torch.Tensor) -> None:
+        self.expert.keep_rows(self.states[sid], rows)
+
+    def join(self, sid: int, other: int) -> None:
+        self.expert.join(self.states[sid], self.states.pop(other))
+
+    def rollback(self, sid: int, counts: torch.Tensor) -> None:
+        self.expert.rollback(self.states[sid], counts)
+
+    def release(self, sid: int) -> None:
+        state = self.states.pop(sid, None)
+        if state is not None:
+            self.expert.release(state)
+
+    def sequence_states(self, sequences: list[list[int]]) -> list[torch.Tensor]:
+        return [s.cpu() for s in self.expert.sequence_states(sequences)]
+
+    def mean_nll(self, sequences: list[list[int]]) -> torch.Tensor:
+        return self.expert.mean_nll(sequences).cpu()
+
+    def generate_alone(self, prompts: list[list[int]], new_tokens: int) -> None:
+        self.expert.generate_alone(prompts, new_tokens)
+
+
+@dataclass
+class RemoteState:
+    """A decoding state that lives in the actor, by its id there."""
+
+    id: int
+
+
+class RayExpert(Expert):
+    """An expert loaded and run by a Ray actor; to the loop, the pool and the rules an expert like any.
+    Its outputs arrive on the driver's CPU."""
+
+    runs_elsewhere = True
+
+    def __init__(
+        self,
+        name: str,
+        device: str | torch.device | None = "auto",
+        dtype: str | torch.dtype | None = "auto",
+        backend: str = "hf",
+        resources: dict[str, float] | None = None,
+        address: str | None = None,
+    ) -> None:
+        self._ray = ensure_ray(address)
+        options = actor_options(resources)
+        check_feasible(self._ray, name, options)
+        threads = max(1, int(options["num_cpus"]))
+        actor_class = self._ray.remote(ExpertHost).options(**options)
+        self._actor = actor_class.remote(name, str(device or "auto"), str(dtype or "auto"), backend, threads)
+        self._pending: list = []  # calls not waited for: their errors surface at the next wait
+        self._send_hidden = True
+        try:
+            facts = self._wait(self._actor.describe.remote(), timeout=PLACEMENT_TIMEOUT_S, name=name)
+        except DllgError:
+            self._ray.kill(self._actor)
+            raise
+        self.backend = facts["backend"]  # type: ignore[misc] - the backend running inside the actor
+        self._facts = facts
+        super().__init__(facts["name"], facts["tokenizer"], facts["source"])
+
+    # -- talking to the actor ----------------------------------------------------------------------------
+
+    def _wait(self, ref: Any, timeout: float | None = None, name: str | None = None) -> Any:
+        pending, self._pending = self._pending, []
+        label = repr(name or getattr(self, "name", "?"))
+        try:
+            return self._ray.get([*pending, ref], timeout=timeout)[-1]
+        except self._ray.exceptions.GetTimeoutError as exc:
+            self._ray.kill(self._actor)
+            raise DllgError(
+                f"expert {label} was not placed and loaded within {timeout:.0f} s: the cluster has no room "
+                "for its resources now (other actors hold them); free some, or lower its resources"
+            ) from exc
+        except self._ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, DllgError):
+                raise DllgError(str(cause)) from exc
+            last = [line for line in str(exc).splitlines() if line.strip()][-1:]  # "Type: message"
+            raise DllgError(f"expert {label} failed in its Ray actor: {' '.join(last)}") from exc
+        except self._ray.exceptions.RayActorError as exc:
+            raise DllgError(
+                f"expert {label}'s Ray actor died ({type(exc).__name__}): its node went away or ran out of "
+                "memory; give it more (resources) or fewer rows (--batch-size)"
+            ) from exc
+
+    def _later(self, method: str, *args: Any) -> None:
+        self._pending.append(getattr(self._actor, method).remote(*args))
+
+    def _output(self, sent: tuple[torch.Tensor, torch.Tensor]) -> ExpertOutput:
+        return ExpertOutput(*sent)
+
+    def _configure(self) -> None:
+        self._later("configure", self.vocab_size, self._send_hidden)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._vocab_size
+
+    @vocab_size.setter
+    def vocab_size(self, value: int) -> None:  # the pool trims every expert to the shared vocabulary
+        self._vocab_size = value
+        self._configure()
+
+    def outputs_wanted(self, hidden: bool) -> None:
+        if hidden != self._send_hidden:
+            self._send_hidden = hidden
+            self._configure()
+
+    # -- what an expert is -------------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._facts["dtype"]
+
+    @property
+    def hidden_size(self) -> int:
+        return self._facts["hidden_size"]
+
+    @property
+    def output_rows(self) -> int:
+        return self._facts["output_rows"]
+
+    def parameter_count(self) -> int:
+        return self._facts["parameter_count"]
+
+    @property
+    def max_sequence_tokens(self) -> int:
+        return self._facts["max_sequence_tokens"]
+
+    def eos_token_ids(self) -> set[int]:
+        return set(self._facts["eos_token_ids"])
+
+    # -- decoding ----------------------------------------------------------------------------------------
+
+    def prefill_later(self, prompts: list[list[int]]) -> Callable[[], tuple[RemoteState, ExpertOutput]]:
+        ref = self._actor.prefill.remote(prompts)
+
+        def wait() -> tuple[RemoteState, ExpertOutput]:
+            sid, sent = self._wait(ref)
+            return RemoteState(sid), self._output(sent)
+
+        return wait
+
+    def prefill(self, prompts: list[list[int]]) -> tuple[RemoteState, ExpertOutput]:
+        return self.prefill_later(prompts)()
+
+    def step_later(self, state: RemoteState, tokens: torch.Tensor) -> Callable[[], ExpertOutput]:
+        ref = self._actor.step.remote(state.id, tokens.cpu())
+        return lambda: self._output(self._wait(ref))
+
+    def step(self, state: RemoteState, tokens: torch.Tensor) -> ExpertOutput:
+        return self.step_later(state, tokens)()
+
+    def keep_rows(self, state: RemoteState, rows: torch.Tensor) -> None:
+        self._later("keep_rows", state.id, rows.cpu())
+
+    def join(self, state: RemoteState, other: RemoteState) -> None:
+        self._later("join", state.id, other.id)
+
+    def rollback(self, state: RemoteState, counts: torch.Tensor) -> None:
+        self._later("rollback", state.id, counts.cpu())
+
+    def release(self, state: RemoteState) -> None:
+        self._later("release", state.id)
+
+    def sequence_states(self, sequences: list[list[int]]) -> list[torch.Tensor]:
+        return self._wait(self._actor.sequence_states.remote(sequences))
+
+    def mean_nll(self, sequences: list[list[int]]) -> torch.Tensor:
+        return self._wait(self._actor.mean_nll.remote(sequences))
+
+    def generate_alone(self, prompts: list[list[int]], new_tokens: int) -> None:
+        self._wait(self._actor.generate_alone.remote(prompts, new_tokens))
+
+    def busy_seconds(self) -> float:
+        """Seconds the actor has spent computing steps and prefills (benchmarks: the rest is transport)."""
+        return self._wait(self._actor.busy_seconds.remote())
+
+    def close(self) -> None:
+        """End the actor (its model and states go with it)."""
+        self._ray.kill(self._actor)
