@@ -26,10 +26,13 @@ class Ensemble:
         dtype: str | Sequence[str] | None = "auto",
         backend: str | Sequence[str] = "hf",
         ray: str | None = None,
+        parallel: bool | None = None,
     ) -> None:
         """`ray`: run each named expert in its own Ray actor, on the cluster at this address ("local":
-        start one here); the loop, the rule and the gate stay in this process."""
-        self.pool = ExpertPool(load_experts(experts, device, dtype, backend, ray_address=ray))
+        start one here); the loop, the rule and the gate stay in this process. `parallel`: step the
+        in-process experts in threads at once (default: when they sit on separate accelerators)."""
+        loaded = load_experts(experts, device, dtype, backend, ray_address=ray)
+        self.pool = ExpertPool(loaded, parallel=parallel)
         self.gate: str | None = None  # the gate `generate` fuses with when no rule is named
 
     @classmethod

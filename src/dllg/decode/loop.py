@@ -16,6 +16,8 @@ import contextlib
 import itertools
 import time
 from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
@@ -82,17 +84,33 @@ class _Sequence:
 class _Batch:
     """The running experts' decoding states, one per expert for all running rows."""
 
-    def __init__(self, experts: list[Expert]) -> None:
+    def __init__(self, experts: list[Expert], parallel: bool = False) -> None:
         self.experts = experts
         self.states: list = []
         self._order = sorted(range(len(experts)), key=lambda k: not experts[k].runs_elsewhere)
+        # In-process experts step in threads when asked (their own accelerators): torch and llama.cpp
+        # release the GIL while they compute.
+        local = [k for k in range(len(experts)) if not experts[k].runs_elsewhere]
+        self._threads = ThreadPoolExecutor(len(local), "dllg-expert") if parallel and len(local) > 1 else None
+
+    def _prefill_later(self, k: int, prompts: list[list[int]]) -> Callable[[], tuple]:
+        expert = self.experts[k]
+        if self._threads is None or expert.runs_elsewhere:
+            return expert.prefill_later(prompts)
+        return self._threads.submit(expert.prefill, prompts).result
+
+    def _step_later(self, k: int, tokens: torch.Tensor) -> Callable[[], ExpertOutput]:
+        expert, state = self.experts[k], self.states[k]
+        if self._threads is None or expert.runs_elsewhere:
+            return expert.step_later(state, tokens)
+        return self._threads.submit(expert.step, state, tokens).result
 
     def prefill(self, prompts: list[list[int]]) -> tuple[list, list[ExpertOutput]]:
         """Every expert reads the prompts into new states; if one fails, the others' states are freed."""
         started, states, outputs = [], {}, {}
         try:
             for k in self._order:  # experts elsewhere first: they work while the local ones do
-                started.append((k, self.experts[k].prefill_later(prompts)))
+                started.append((k, self._prefill_later(k, prompts)))
             for k, wait in started:
                 states[k], outputs[k] = wait()
         except BaseException:
@@ -116,7 +134,7 @@ class _Batch:
     def step(self, tokens: torch.Tensor) -> list[ExpertOutput]:
         """Feed (B, T) new tokens (one chosen, T - 1 drafted) per running sequence to every expert."""
         tokens = tokens.cpu()
-        waits = {k: self.experts[k].step_later(self.states[k], tokens) for k in self._order}
+        waits = {k: self._step_later(k, tokens) for k in self._order}
         return [waits[k]() for k in range(len(self.experts))]
 
     def step_drafting(
@@ -132,11 +150,12 @@ class _Batch:
             fed = own[-1].logits[:, -1:].argmax(-1).cpu()
         drafts = torch.cat([o.logits.argmax(-1).cpu() for o in own[:-1]], dim=1)
         feed = torch.cat([last.cpu(), drafts], dim=1)
+        waits = {k: self._step_later(k, feed) for k in self._order if k != drafter}
         outputs = [
             ExpertOutput(torch.cat([o.logits for o in own], 1), torch.cat([o.hidden for o in own], 1))
             if k == drafter
-            else e.step(s, feed)
-            for k, (e, s) in enumerate(zip(self.experts, self.states, strict=True))
+            else waits[k]()
+            for k in range(len(self.experts))
         ]
         return drafts, outputs
 
@@ -152,6 +171,11 @@ class _Batch:
         for expert, state in zip(self.experts, self.states, strict=bool(self.states)):
             expert.release(state)
         self.states = []
+
+    def close(self) -> None:
+        self.release()
+        if self._threads is not None:
+            self._threads.shutdown(wait=False)
 
 
 def prompt_nll(experts: list[Expert], sequences: list[list[int]], device: torch.device) -> torch.Tensor:
@@ -258,7 +282,7 @@ class Decoder:
         self.eos_ids = pool.eos_token_ids()
         self.eos_index = torch.tensor(sorted(self.eos_ids), dtype=torch.long, device=self.device)
         self.running_index = torch.tensor(running, dtype=torch.long)
-        self._batch = _Batch(self.experts)
+        self._batch = _Batch(self.experts, pool.parallel)
         self._rows: list[_Sequence] = []  # running requests, in batch order
         self._waiting: deque[_Sequence] = deque()
         self._cancelled: set[int] = set()
@@ -318,7 +342,7 @@ class Decoder:
 
     def close(self) -> None:
         """Free the batch (llama.cpp experts give their sequences back); waiting requests are dropped."""
-        self._batch.release()
+        self._batch.close()
         self._rows, self._outputs = [], []
         self._waiting.clear()
 

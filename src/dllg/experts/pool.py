@@ -40,10 +40,19 @@ def vocabulary_difference(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase
     return ", ".join(parts)
 
 
+def on_separate_accelerators(experts: Sequence[Expert]) -> bool:
+    """Whether the in-process experts sit on two or more distinct accelerators (cuda:0 and cuda:1)."""
+    devices = {e.device for e in experts if not e.runs_elsewhere and e.device.type != "cpu"}
+    return len(devices) >= 2
+
+
 class ExpertPool:
     """K experts with one shared vocabulary; every expert's logits are trimmed to its size."""
 
-    def __init__(self, experts: Sequence[Expert]) -> None:
+    def __init__(self, experts: Sequence[Expert], parallel: bool | None = None) -> None:
+        """`parallel`: the loop steps the in-process experts in threads at once (default: when they sit on
+        two or more accelerators, which then compute at the same time; on one CPU they would only compete
+        for its cores)."""
         if not experts:
             raise DllgError("no experts given: name at least one model (hub id, local folder or GGUF file)")
         self.experts = list(experts)
@@ -64,6 +73,7 @@ class ExpertPool:
                     f"{self.vocab_size}-token vocabulary; its output head does not cover the tokenizer"
                 )
             expert.vocab_size = self.vocab_size
+        self.parallel = on_separate_accelerators(self.experts) if parallel is None else parallel
 
     def _make_names_unique(self) -> None:
         seen: dict[str, int] = {}
