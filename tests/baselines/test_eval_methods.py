@@ -3,12 +3,15 @@
 import pytest
 import torch
 
+import dllg.baselines.methods as methods_module
 from dllg.baselines.routing import RouterTrainConfig, fit_router, make_encoder
 from dllg.decode import GenerationConfig, generate
 from dllg.errors import DllgError
 from dllg.experts import ExpertPool
 from dllg.experts.loading import load_expert
 from dllg.fusion import make_rule
+from dllg.jsonl import read_records
+from dllg.pipeline.evaluate import EvalTask, evaluate
 from dllg.pipeline.methods import EvalItem, encode_items, make_method
 from dllg.tasks.base import Example, user
 from dllg.verify.base import Reference
@@ -27,19 +30,30 @@ def pool_of(*names: str) -> ExpertPool:
     return ExpertPool([load_expert(n, device="cpu", dtype="float32") for n in names])
 
 
-def test_router_method_generates_with_the_expert_it_routes_to(tmp_path):
-    pool = pool_of("tiny:0", "tiny:1")
-    code = [f"def add_{i}(a, b): return a + b" for i in range(12)]
-    chat = [f"Hello world! How are you today, friend {i}?" for i in range(12)]
+CODE = [f"def add_{i}(a, b): return a + b" for i in range(12)]
+CHAT = [f"Hello world! How are you today, friend {i}?" for i in range(12)]
+
+
+@pytest.fixture(scope="module")
+def pool():
+    return pool_of("tiny:0", "tiny:1")
+
+
+@pytest.fixture(scope="module")
+def router_dir(pool, tmp_path_factory):
+    """A router that sends code to tiny:0 and chat to tiny:1."""
     labels = torch.tensor([[1.0, 0.0]] * 12 + [[0.0, 1.0]] * 12)
     encoder = make_encoder("expert-mean", expert="tiny:0")
     router = fit_router(
-        code + chat, labels, torch.ones_like(labels), pool.names, encoder, RouterTrainConfig(steps=80)
+        CODE + CHAT, labels, torch.ones_like(labels), pool.names, encoder, RouterTrainConfig(steps=80)
     )
-    router.save(tmp_path / "router")
-    method = make_method(f"router:{tmp_path / 'router'}")
+    return str(router.save(tmp_path_factory.mktemp("router") / "router"))
+
+
+def test_router_method_generates_with_the_expert_it_routes_to(pool, router_dir):
+    method = make_method(f"router:{router_dir}")
     method.prepare(pool)
-    batch = items([code[0], chat[0], code[1]])
+    batch = items([CODE[0], CHAT[0], CODE[1]])
     outputs = method.run(pool, batch, CONFIG, {})
     assert [o.extra["routed_to"] for o in outputs] == ["tiny:0", "tiny:1", "tiny:0"]
     for item, output in zip(batch, outputs, strict=True):
@@ -48,8 +62,85 @@ def test_router_method_generates_with_the_expert_it_routes_to(tmp_path):
         assert output.response == alone.text and output.weights is None
 
 
-def test_router_for_other_experts_is_refused(tmp_path):
-    pool = pool_of("tiny:0", "tiny:1")
+def no_generation(*args, **kwargs):
+    raise AssertionError("the router generated although its experts' answers were recorded")
+
+
+def test_router_reuses_the_recorded_answers_of_its_experts(pool, router_dir, monkeypatch):
+    batch = items([CODE[0], CHAT[0], CODE[1]])
+    # the experts under either of their method names: by name, or by position in the pool
+    done = {
+        (method, item.task, item.split, item.example.id): {
+            "method": method,
+            "response": f"{method} answers {item.example.id}",
+            "tokens": 3,
+            "finish": finish,
+        }
+        for item in batch
+        for method, finish in (("expert:tiny:0", "eos"), ("expert:1", "length"))
+    }
+    monkeypatch.setattr(methods_module, "generate", no_generation)
+    method = make_method(f"router:{router_dir}")
+    method.prepare(pool)
+    outputs = method.run(pool, batch, CONFIG, done)
+    assert [(o.response, o.finish, o.extra) for o in outputs] == [
+        ("expert:tiny:0 answers t/0", "eos", {"routed_to": "tiny:0", "answer_from": "expert:tiny:0"}),
+        ("expert:1 answers t/1", "length", {"routed_to": "tiny:1", "answer_from": "expert:1"}),
+        ("expert:tiny:0 answers t/2", "eos", {"routed_to": "tiny:0", "answer_from": "expert:tiny:0"}),
+    ]
+
+
+def test_router_generates_only_what_its_experts_have_not_answered(pool, router_dir, monkeypatch):
+    batch = items([CODE[0], CHAT[0], CODE[1], CHAT[1]])
+    done = {
+        ("expert:tiny:0", i.task, i.split, i.example.id): {"response": "kept", "tokens": 1, "finish": "eos"}
+        for i in batch
+    }
+    generated: list[int] = []
+
+    def counting(pool, rule, prompts, config):
+        generated.append(len(prompts))
+        return generate(pool, rule, prompts, config)
+
+    monkeypatch.setattr(methods_module, "generate", counting)
+    method = make_method(f"router:{router_dir}")
+    method.prepare(pool)
+    outputs = method.run(pool, batch, CONFIG, done)
+    assert generated == [2]  # the two chat prompts, routed to tiny:1, which has no records
+    for item, output in zip(batch, outputs, strict=True):
+        if output.extra["routed_to"] == "tiny:0":
+            assert output.response == "kept"
+            continue
+        alone = generate(pool, make_rule("single", expert=1), encode_items(pool, [item]), CONFIG)[0]
+        assert output.response == alone.text and "answer_from" not in output.extra
+
+
+def test_evaluated_router_records_are_its_experts_records_verified_again(
+    pool, router_dir, tmp_path, monkeypatch
+):
+    examples = [
+        Example(f"t/{i}", user(text), Reference(answer=answer), "math")
+        for i, (text, answer) in enumerate([(CODE[2], "1"), (CHAT[2], "2"), (CODE[3], "3")])
+    ]
+    task = EvalTask("t", "test", examples)
+    out = tmp_path / "records.jsonl"
+    evaluate(pool, ["expert:tiny:0", "expert:tiny:1"], [task], out, CONFIG)
+    monkeypatch.setattr(methods_module, "generate", no_generation)
+    router = f"router:{router_dir}"
+    counts = evaluate(pool, [router], [task], out, CONFIG)
+    assert counts["generated"] == 3 and counts["skipped"] == 0
+    by_key = {(r["method"], r["example_id"]): r for r in read_records(out)}
+    routed = sorted(by_key[(router, e.id)]["routed_to"] for e in examples)
+    assert routed == ["tiny:0", "tiny:0", "tiny:1"]
+    for example in examples:
+        mine = by_key[(router, example.id)]
+        theirs = by_key[(f"expert:{mine['routed_to']}", example.id)]
+        fields = ("response", "tokens", "finish", "verdict", "reason", "correct", "generation", "experts")
+        assert {f: mine[f] for f in fields} == {f: theirs[f] for f in fields}
+        assert mine["answer_from"] == theirs["method"] and "method_weights" in mine
+
+
+def test_router_for_other_experts_is_refused(pool, tmp_path):
     labels = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     encoder = make_encoder("expert-mean", expert="tiny:0")
     fit_router(

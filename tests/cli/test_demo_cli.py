@@ -29,7 +29,7 @@ def test_demo_prints_the_weights_and_the_table_and_resumes(tmp_path):
     fused = [r for r in records if r["method"] in ("uniform", "dllg:world:gate")]
     assert fused and all(len(r["weights"]) == r["tokens"] for r in fused)
     main_table, tag_table = (records_file.parent / "results.md").read_text().split("\n\n")[:3:2]
-    assert main_table.count("\n| ") == len(WORLD_METHODS)  # one row per method under the header
+    assert main_table.count("\n| ") == len(WORLD_METHODS) + 1  # a row per method and the oracle
     assert "needs-both" in tag_table and tag_table.count("\n| ") == len(WORLD_METHODS)
 
     again = runner.invoke(app, args, terminal_width=200)

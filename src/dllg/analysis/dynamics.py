@@ -27,6 +27,7 @@ import numpy as np
 
 from dllg.errors import DllgError
 from dllg.jsonl import read_records
+from dllg.pipeline.paired import mcnemar_p
 
 THIRDS = ("first", "middle", "last")
 GROUPS = ("all", "correct", "incorrect")
@@ -261,11 +262,7 @@ class StaticComparison:
     @property
     def mcnemar_p(self) -> float:
         """Exact two-sided McNemar test: the discordant pairs against a fair coin."""
-        discordant = self.dynamic_only + self.static_only
-        if not discordant:
-            return 1.0
-        tail = sum(math.comb(discordant, i) for i in range(min(self.dynamic_only, self.static_only) + 1))
-        return min(1.0, 2 * tail / 2**discordant)
+        return mcnemar_p(self.dynamic_only, self.static_only)
 
 
 def static_comparisons(records: Sequence[dict]) -> list[StaticComparison]:

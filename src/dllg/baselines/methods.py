@@ -17,7 +17,10 @@ DEFAULT_MERGE_OPTIONS: dict[str, dict] = {"linear": {}, "slerp": {"t": 0.5}, "ta
 
 
 class RouterMethod(Method):
-    """One expert per prompt, chosen by a trained router; each group generates with rule `single`."""
+    """One expert per prompt, chosen by a trained router. A router's answer is its expert's greedy answer:
+    where the records already hold that expert's answer to the example it is reused (no generation, and no
+    second answer of the same expert that batching could make differ); the rest generate with rule
+    `single`, grouped by expert."""
 
     def __init__(self, name: str, folder: str) -> None:
         super().__init__(name)
@@ -50,9 +53,13 @@ class RouterMethod(Method):
         if self._router is None:
             self.prepare(pool)
         choices = self._router.choose([item.example.prompt for item in items])
-        outputs: list[MethodOutput | None] = [None] * len(items)
+        outputs: list[MethodOutput | None] = [
+            recorded_answer(pool, expert, item, done) for item, expert in zip(items, choices, strict=True)
+        ]
         for expert in sorted(set(choices)):
-            rows = [i for i, choice in enumerate(choices) if choice == expert]
+            rows = [i for i, choice in enumerate(choices) if choice == expert and outputs[i] is None]
+            if not rows:
+                continue
             group = [items[i] for i in rows]
             generations = generate(
                 pool, make_rule("single", expert=expert), encode_items(pool, group), config
@@ -60,6 +67,25 @@ class RouterMethod(Method):
             for row, generation in zip(rows, generations, strict=True):
                 outputs[row] = MethodOutput.from_generation(generation, False, routed_to=pool.names[expert])
         return [o for o in outputs if o is not None]
+
+
+def recorded_answer(
+    pool: ExpertPool, expert: int, item: EvalItem, done: Mapping[RecordKey, dict]
+) -> MethodOutput | None:
+    """The answer `expert:NAME` (or `expert:INDEX`) already recorded for this example, or None. Every record
+    in a file was made with the same experts and generation settings (evaluate refuses others), so it is
+    that expert's greedy answer here; the router's record verifies it again, like any answer."""
+    name = pool.names[expert]
+    for method in (f"expert:{name}", f"expert:{expert}"):
+        record = done.get((method, item.task, item.split, item.example.id))
+        if record is not None and all(k in record for k in ("response", "tokens", "finish")):
+            return MethodOutput(
+                response=record["response"],
+                tokens=record["tokens"],
+                finish=record["finish"],
+                extra={"routed_to": name, "answer_from": method},
+            )
+    return None
 
 
 class MergeMethod(Method):

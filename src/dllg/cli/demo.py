@@ -106,9 +106,12 @@ def world_demo(limit: int | None, out: Path, batch_size: int, workers: int) -> N
 
 
 def headline(rows: list[dict], task: str, method: str) -> str:
-    """The issue's question in one line: how far is `method` above every other row on `task`?"""
+    """The issue's question in one line: how far is `method` above every other row on `task` (the oracle
+    row is a ceiling, not a method)?"""
+    from dllg.pipeline.report import ORACLE
+
     scores = {row["method"]: row.get(task) for row in rows}
-    others = {m: v for m, v in scores.items() if m != method and v is not None}
+    others = {m: v for m, v in scores.items() if m not in (method, ORACLE) and v is not None}
     if scores.get(method) is None or not others:
         return f"{task}: no comparison (missing records)"
     best = max(others, key=others.__getitem__)

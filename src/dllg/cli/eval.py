@@ -110,12 +110,14 @@ def evaluate_and_report(
     from dllg.jsonl import read_records
     from dllg.pipeline.evaluate import evaluate
     from dllg.pipeline.report import (
+        TRUNCATION_TITLE,
         ablation_line,
         ablations,
         markdown_table,
         results_table,
         select_records,
         tag_table,
+        truncation_table,
         write_tables,
     )
 
@@ -124,7 +126,7 @@ def evaluate_and_report(
         raise DllgError(f"--by-tags {', '.join(sorted(unknown))}: not among the evaluated tasks")
     print_counts(out, evaluate(pool, names, loaded_tasks, out, config, batch_size, workers))
     records = select_records(list(read_records(out)), names, loaded_tasks)
-    rows = results_table(records)
+    rows = results_table(records, oracle=True)
     console.print(rich_table(rows))
     notes = []
     for task in (t for t in loaded_tasks if t.name in by_tags):
@@ -134,6 +136,9 @@ def evaluate_and_report(
     for ablation in ablations(records):
         console.print(ablation_line(ablation), highlight=False)
         notes.append(ablation_line(ablation))
+    truncated = truncation_table(records)
+    console.print(rich_table(truncated, TRUNCATION_TITLE))
+    notes.append(f"{TRUNCATION_TITLE}:\n\n" + markdown_table(truncated).rstrip())
     md_path, csv_path = write_tables(rows, out.parent, notes)
     console.print(f"tables: {md_path}, {csv_path}", highlight=False)
     return rows

@@ -2,7 +2,7 @@
 
 import typer
 
-from dllg.cli import analyze, bench, handover, models, route, tasks
+from dllg.cli import analyze, bench, compare, handover, models, route, tasks
 from dllg.cli.common import argv
 from dllg.cli.demo import demo_command
 from dllg.cli.eval import eval_command
@@ -38,6 +38,7 @@ app.command("analyze")(analyze.analyze_command)
 app.command("analyze-handover")(handover.analyze_handover_command)
 app.command("plot")(analyze.plot_command)
 app.command("show")(show_command)
+app.command("compare")(compare.compare_command)
 app.command("serve")(serve_command)
 
 

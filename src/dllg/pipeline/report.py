@@ -1,5 +1,5 @@
-"""The results of `dllg eval`, from its records: the table (methods x tasks), the table by example tags,
-the dynamic-vs-static ablation, and their Markdown/CSV files."""
+"""The results of `dllg eval`, from its records: the table (methods x tasks, with the experts' oracle), the
+truncation table, the table by example tags, the dynamic-vs-static ablation, and their Markdown/CSV files."""
 
 from __future__ import annotations
 
@@ -27,43 +27,87 @@ def select_records(records: Sequence[dict], methods: Sequence[str], tasks: Seque
     return sorted(chosen, key=lambda r: (method_rank[r["method"]], task_rank[(r["task"], r["split"])]))
 
 
-def _column(record: dict, multi_split: set[str]) -> str:
+def task_column(record: dict, multi_split: set[str]) -> str:
     return f"{record['task']}:{record['split']}" if record["task"] in multi_split else record["task"]
 
 
-def _columns(records: Sequence[dict]) -> tuple[list[str], set[str]]:
-    """Task columns in first-seen order; a task seen with several splits gets one column per split."""
+def task_columns(records: Sequence[dict]) -> tuple[list[str], set[str]]:
+    """Task columns in first-seen order; a task seen with several splits gets one column per split (and the
+    set of those tasks, for `task_column`)."""
     splits: dict[str, set[str]] = {}
     for r in records:
         splits.setdefault(r["task"], set()).add(r["split"])
     multi = {task for task, found in splits.items() if len(found) > 1}
-    return list(dict.fromkeys(_column(r, multi) for r in records)), multi
+    return list(dict.fromkeys(task_column(r, multi) for r in records)), multi
 
 
 def _percent(values: list[int]) -> float:
     return 100.0 * sum(values) / len(values)
 
 
-def results_table(records: Sequence[dict]) -> list[dict]:
+ORACLE = "oracle"  # the row of the examples at least one expert got right
+TRUNCATION_TITLE = "% truncated (finish = length)"
+
+
+def _score_row(method: str, columns: Sequence[str], cells: dict[str, list[int]]) -> dict:
+    """{"method", <column>: % of the cell's 0/1 values that are 1, ..., "avg": their macro average}; a
+    column without values is None, and so is avg: an average over fewer tasks would not compare."""
+    scores = [_percent(cells[c]) if cells.get(c) else None for c in columns]
+    # the macro average of the unrounded scores, rounded once
+    avg = round(sum(scores) / len(scores), 2) if None not in scores else None
+    return (
+        {"method": method}
+        | {c: None if s is None else round(s, 2) for c, s in zip(columns, scores, strict=True)}
+        | {"avg": avg}
+    )
+
+
+def results_table(records: Sequence[dict], oracle: bool = False) -> list[dict]:
     """One row per method (first-seen order): {"method", <task>: % correct, ..., "avg": macro average}.
 
-    A task the method has no records for is None, and so is its avg: an average over fewer tasks would
-    not compare with the other rows."""
-    columns, multi = _columns(records)
-    by_cell: dict[tuple[str, str], list[int]] = {}
+    A task the method has no records for is None, and so is its avg. With `oracle` and at least two
+    `expert:*` methods, a last row `oracle`: an example is right if any expert got it right, counted on
+    the examples every expert has a record for (the ceiling a perfect per-example router would reach)."""
+    columns, multi = task_columns(records)
+    by_method: dict[str, dict[str, list[int]]] = {}
     for r in records:
-        by_cell.setdefault((r["method"], _column(r, multi)), []).append(int(r["correct"]))
-    rows = []
-    for method in dict.fromkeys(r["method"] for r in records):
-        cells = [by_cell.get((method, column)) for column in columns]
-        scores = [_percent(cell) if cell else None for cell in cells]
-        # the macro average of the unrounded scores, rounded once
-        avg = round(sum(scores) / len(scores), 2) if None not in scores else None
-        row = {"method": method} | {
-            c: None if s is None else round(s, 2) for c, s in zip(columns, scores, strict=True)
-        }
-        rows.append(row | {"avg": avg})
+        by_method.setdefault(r["method"], {}).setdefault(task_column(r, multi), []).append(int(r["correct"]))
+    rows = [_score_row(method, columns, cells) for method, cells in by_method.items()]
+    experts = [m for m in by_method if m.startswith("expert:")]
+    if oracle and len(experts) >= 2:
+        rows.append(_score_row(ORACLE, columns, _oracle_cells(records, experts, multi)))
     return rows
+
+
+def _oracle_cells(records: Sequence[dict], experts: list[str], multi: set[str]) -> dict[str, list[int]]:
+    """Per column, 1 for each example some expert got right, 0 for one all got wrong; examples that not
+    every expert has a record for are left out."""
+    right: dict[tuple, dict[str, int]] = {}
+    column_of: dict[tuple, str] = {}
+    for r in records:
+        if r["method"] in experts:
+            key = (r["task"], r["split"], r["example_id"])
+            right.setdefault(key, {})[r["method"]] = int(r["correct"])
+            column_of[key] = task_column(r, multi)
+    cells: dict[str, list[int]] = {}
+    for key, by_expert in right.items():
+        if len(by_expert) == len(experts):
+            cells.setdefault(column_of[key], []).append(int(any(by_expert.values())))
+    return cells
+
+
+def truncation_table(records: Sequence[dict]) -> list[dict]:
+    """One row per method, laid out as `results_table`: % of its answers cut off by the token limit
+    (finish == "length") per task, and their macro average. A separate table, not columns of the results
+    table, so that every column there stays a score. Records without `finish` (older files) are not
+    counted: a cell with none is None rather than a false 0."""
+    columns, multi = task_columns(records)
+    by_method: dict[str, dict[str, list[int]]] = {}
+    for r in records:
+        cells = by_method.setdefault(r["method"], {})
+        if "finish" in r:
+            cells.setdefault(task_column(r, multi), []).append(int(r["finish"] == "length"))
+    return [_score_row(method, columns, cells) for method, cells in by_method.items()]
 
 
 def tag_table(records: Sequence[dict], task: EvalTask) -> list[dict]:
