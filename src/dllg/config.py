@@ -35,6 +35,15 @@ class TrainConfig(Strict):
     loss: LossForm = "per_response"  # the paper's eq. 5; "pooled": every token of the batch counts alike
 
 
+class LlamaCppOptions(Strict):
+    """The llama.cpp context of one expert (None: the backend's default); see scripts/llamacpp_memory.py."""
+
+    context_tokens: int | None = Field(None, ge=64)  # KV cells for all rows together (default 16384)
+    batch_tokens: int | None = Field(None, ge=1)  # tokens per llama_decode; compute buffers scale with it
+    cache_type_k: Literal["f16", "q8_0"] | None = None  # q8_0: about half the KV memory; logits change
+    cache_type_v: Literal["f16", "q8_0"] | None = None
+
+
 class ExpertSpec(Strict):
     name: str  # catalog name, SCHEME:NAME (tiny:SEED, world:NAME), local folder, .gguf file, or hub id
     device: str = "auto"
@@ -42,6 +51,7 @@ class ExpertSpec(Strict):
     backend: Literal["hf", "llamacpp"] = "hf"  # llamacpp: a .gguf file or a catalog model's kept GGUF
     placement: Literal["local", "ray"] = "local"  # ray: in its own Ray actor (the cluster: ray.address)
     resources: dict[str, float] = Field(default_factory=dict)  # the actor's: num_cpus, num_gpus, custom
+    llamacpp: LlamaCppOptions = Field(default_factory=LlamaCppOptions)  # backend: llamacpp only
 
 
 class RayConfig(Strict):

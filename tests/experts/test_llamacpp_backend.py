@@ -5,6 +5,8 @@ different steps; where it does not, the HF fused scores had a near-tie at the fi
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
 
 import pytest
 import torch
@@ -203,3 +205,86 @@ def test_requests_joining_a_running_llamacpp_batch_get_their_own_answers(pools, 
             if margin_at(hf, name, prompts[i], theirs[:at]) > NEAR_TIE:
                 unexplained.append((i, at))
     assert not unexplained, f"joining a batch changed answers away from near-ties: {unexplained}"
+
+
+@pytest.fixture(scope="module")
+def wide_gguf(tmp_path_factory):
+    """A tiny expert with heads of 32 (hidden 128): the least a q8_0 KV memory takes."""
+    folder = tmp_path_factory.mktemp("wide")
+    tokenizer = tiny_tokenizer()
+    return export_gguf(tiny_expert(0, tokenizer=tokenizer, hidden=128), folder / "wide.gguf"), tokenizer
+
+
+def test_a_q8_0_kv_memory_reaches_llama_cpp_and_bad_types_are_clear_errors(wide_gguf, pools):
+    from dllg.experts.llamacpp import LlamaCppExpert
+
+    path, tokenizer = wide_gguf
+    prompts = [tokenizer(p)["input_ids"] for p in PROMPTS[:4]]
+
+    def logits(**kv) -> torch.Tensor:
+        expert = LlamaCppExpert("wide", path, tokenizer, context_tokens=256, max_sequences=4, **kv)
+        state, output = expert.prefill(prompts)
+        outputs = [output.logits]
+        for _ in range(3):
+            output = expert.step(state, output.logits[:, -1].argmax(-1, keepdim=True))
+            outputs.append(output.logits)
+        expert.release(state)
+        return torch.cat(outputs, 1)
+
+    f16 = logits()
+    assert torch.equal(f16, logits(cache_type_k="f16", cache_type_v="f16"))
+    for kv in ({"cache_type_v": "q8_0"}, {"cache_type_k": "q8_0", "cache_type_v": "q8_0"}):
+        quantized = logits(**kv)
+        assert not torch.equal(quantized, f16)  # the setting reached the KV memory
+        torch.testing.assert_close(quantized, f16, atol=0.5, rtol=0)  # logits span about +-10 here
+    with pytest.raises(DllgError, match=r"cache_type_k='q4_0' is not a KV memory type here: use one of f16"):
+        LlamaCppExpert("wide", path, tokenizer, cache_type_k="q4_0")
+    narrow = pools[1].experts[0]  # heads of 8
+    with pytest.raises(DllgError, match=r"KV f16/q8_0\).*multiples of 32"):
+        LlamaCppExpert("narrow", narrow.gguf_file, tokenizer, context_tokens=256, cache_type_v="q8_0")
+
+
+def mapped_resident_kb(path: str) -> int:
+    """Resident kB of this process's mappings of `path`, from /proc/self/smaps."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and ":" not in fields[0]:  # a mapping's header line
+                inside = len(fields) >= 6 and fields[5] == os.path.realpath(path)
+            elif inside and fields[0] == "Rss:":
+                total += int(fields[1])
+    return total
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/smaps")
+def test_the_mapped_gguf_leaves_resident_memory_after_loading_and_comes_back_on_use(wide_gguf):
+    from dllg.experts.llamacpp import LlamaCppExpert
+
+    path, tokenizer = wide_gguf
+    expert = LlamaCppExpert("wide", path, tokenizer, context_tokens=256, max_sequences=4)
+    assert mapped_resident_kb(str(path)) == 0  # llama.cpp prefetched the whole file; dropped after loading
+    state, output = expert.prefill([tokenizer("def add")["input_ids"]])
+    expert.release(state)
+    assert mapped_resident_kb(str(path)) > 0  # the weights decoding reads are mapped in again
+    assert torch.isfinite(output.logits).all()
+
+
+def test_a_run_config_sets_an_experts_llamacpp_context(pools, tmp_path):
+    from dllg.config import load_config
+    from dllg.pipeline.run import load_pool
+
+    path = pools[1].experts[0].gguf_file
+    config = tmp_path / "run.yaml"
+    options = "{context_tokens: 512, batch_tokens: 64}"
+    config.write_text(f"experts:\n  - name: {path}\n    backend: llamacpp\n    llamacpp: {options}\n")
+    (expert,) = load_pool(load_config(config)).experts
+    assert expert._context_tokens == 512 and expert._batch_tokens == 64
+    config.write_text(f"experts:\n  - name: {path}\n    llamacpp: {{context_tokens: 512}}\n")
+    with pytest.raises(DllgError, match="are for backend llamacpp"):
+        load_pool(load_config(config))
+    config.write_text(
+        f"experts:\n  - name: {path}\n    backend: llamacpp\n    llamacpp: {{cache_type_k: q4_0}}\n"
+    )
+    with pytest.raises(DllgError, match="cache_type_k"):
+        load_config(config)

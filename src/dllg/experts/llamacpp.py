@@ -8,13 +8,21 @@ from the memory, and roll back by cutting its tail.
 
 Batched llama.cpp is not bitwise deterministic across batch shapes: the same sequence decoded alone and
 beside others can differ in the last digits of its logits, so greedy choices can differ at near-ties.
+
+Memory (scripts/llamacpp_memory.py measures it): the tensors llama.cpp repacks for the CPU, as a copy; the
+others as mapped from the GGUF, resident only where decoding reads them; the KV memory (`context_tokens`
+cells, f16 unless `cache_type_k`/`cache_type_v` say q8_0, which changes the logits); and compute and output
+buffers that fill, in proportion to `batch_tokens`, once a batch with outputs on every token runs.
 """
 
 from __future__ import annotations
 
-import contextlib
+import ctypes
 import importlib
 import logging
+import mmap
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +35,8 @@ from dllg.errors import DllgError
 from dllg.experts.expert import Expert, ExpertOutput
 
 INSTALL_HINT = "pip install 'dllg[llamacpp]' (llama-cpp-python builds from source: ~10 min on 2 cores)"
+# KV memory types offered: f16 (llama.cpp's default) and q8_0 (about half the memory; logits change).
+CACHE_TYPES = ("f16", "q8_0")
 
 
 def import_llama_cpp() -> Any:
@@ -42,6 +52,30 @@ def _quiet(llama_cpp: Any) -> None:
     logs through its `llama-cpp-python` logger once its `_logger` module is imported."""
     importlib.import_module("llama_cpp._logger")
     logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+
+
+def _cache_type(llama: Any, name: str, which: str) -> int:
+    if name not in CACHE_TYPES:
+        raise DllgError(f"{which}={name!r} is not a KV memory type here: use one of {', '.join(CACHE_TYPES)}")
+    return {"f16": llama.GGML_TYPE_F16, "q8_0": llama.GGML_TYPE_Q8_0}[name]
+
+
+def drop_mapped_pages(path: str) -> None:
+    """Take the pages of `path`'s shared mappings out of this process's resident memory (Linux; elsewhere
+    nothing). llama.cpp maps the whole GGUF with prefetch and copies out the tensors it repacks for the CPU,
+    so their mapped pages stay resident, never read again: counted twice. Dropping a read-only shared file
+    mapping's pages loses nothing: what inference reads faults back in from the page cache, the same bytes."""
+    if sys.platform != "linux":
+        return
+    target = os.path.realpath(path)
+    madvise = ctypes.CDLL(None).madvise
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)  # range, permissions, offset, device, inode, path
+            if len(fields) == 6 and fields[5].rstrip("\n") == target and fields[1].endswith("s"):
+                start, end = (int(bound, 16) for bound in fields[0].split("-"))
+                madvise(start, end - start, mmap.MADV_DONTNEED)  # a failure only leaves the pages resident
 
 
 @dataclass
@@ -68,9 +102,13 @@ class LlamaCppExpert(Expert):
         max_sequences: int = 16,
         threads: int | None = None,
         batch_tokens: int = 512,
+        cache_type_k: str = "f16",
+        cache_type_v: str = "f16",
     ) -> None:
         llama = import_llama_cpp()
         _quiet(llama)
+        type_k = _cache_type(llama, cache_type_k, "cache_type_k")
+        type_v = _cache_type(llama, cache_type_v, "cache_type_v")
         llama.llama_backend_init()
         self._llama = llama
         self.gguf_file = str(gguf_file)
@@ -79,6 +117,7 @@ class LlamaCppExpert(Expert):
         self._model = llama.llama_model_load_from_file(self.gguf_file.encode(), model_params)
         if not self._model:
             raise DllgError(f"llama.cpp cannot load {self.gguf_file}: check that it is a complete GGUF file")
+        drop_mapped_pages(self.gguf_file)
         self._vocab = llama.llama_model_get_vocab(self._model)
         self._rows = llama.llama_vocab_n_tokens(self._vocab)
         self._width = llama.llama_model_n_embd(self._model)
@@ -93,9 +132,16 @@ class LlamaCppExpert(Expert):
         params.embeddings = True  # the final-norm hidden state of every output token, beside its logits
         params.pooling_type = llama.LLAMA_POOLING_TYPE_NONE
         params.kv_unified = True  # one memory shared by all sequences: context_tokens in all, not each
+        params.type_k, params.type_v = type_k, type_v
+        if cache_type_v != "f16":  # a quantized V needs flash attention: on, as "auto" makes it on the CPU
+            params.flash_attn_type = llama.LLAMA_FLASH_ATTN_TYPE_ENABLED
         self._ctx = llama.llama_init_from_model(self._model, params)
         if not self._ctx:
-            raise DllgError(f"llama.cpp cannot make a context for {self.gguf_file} (n_ctx={context_tokens})")
+            raise DllgError(
+                f"llama.cpp cannot make a context for {self.gguf_file} (n_ctx={context_tokens}, KV "
+                f"{cache_type_k}/{cache_type_v}): lower context_tokens, or use f16 KV memory (q8_0 needs "
+                "head sizes that are multiples of 32)"
+            )
         self._memory = llama.llama_get_memory(self._ctx)
         self._batch_tokens = batch_tokens
         self._context_tokens = llama.llama_n_ctx(self._ctx)  # what llama.cpp made of context_tokens
@@ -109,14 +155,17 @@ class LlamaCppExpert(Expert):
         llama = getattr(self, "_llama", None)
         if llama is None:
             return
-        # At interpreter exit the library may already be unloaded: nothing is left to free then.
-        with contextlib.suppress(Exception):
+        # At interpreter exit the library (and this module's globals) may already be gone: nothing is left
+        # to free then.
+        try:
             if getattr(self, "_batch", None) is not None:
                 llama.llama_batch_free(self._batch)
             if getattr(self, "_ctx", None):
                 llama.llama_free(self._ctx)
             if getattr(self, "_model", None):
                 llama.llama_model_free(self._model)
+        except Exception:
+            pass
 
     @property
     def device(self) -> torch.device:

@@ -3,6 +3,7 @@
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import (
@@ -32,9 +33,11 @@ def load_expert(
     placement: str = "local",
     resources: dict[str, float] | None = None,
     ray_address: str | None = None,
+    llamacpp: dict[str, Any] | None = None,
 ) -> Expert:
-    """The expert a name means, run by `backend`: "hf" (transformers) or "llamacpp" (a GGUF file), in this
-    process or (`placement="ray"`) in a Ray actor given `resources`, on the cluster at `ray_address`."""
+    """The expert a name means, run by `backend`: "hf" (transformers) or "llamacpp" (a GGUF file, with
+    `llamacpp` context options: context_tokens, batch_tokens, cache_type_k, cache_type_v), in this process or
+    (`placement="ray"`) in a Ray actor given `resources`, on the cluster at `ray_address`."""
     if backend not in BACKENDS:
         raise DllgError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
     if placement not in PLACEMENTS:
@@ -42,12 +45,14 @@ def load_expert(
     if placement == "ray":
         from dllg.experts.ray_placement import RayExpert
 
-        return RayExpert(name_or_path, device, dtype, backend, resources, ray_address)
+        return RayExpert(name_or_path, device, dtype, backend, resources, ray_address, llamacpp)
     if resources:
         raise DllgError(f"resources {resources} are for experts placed on Ray: add placement: ray")
+    if llamacpp and backend != "llamacpp":
+        raise DllgError(f"llama.cpp options {llamacpp} are for backend llamacpp: set it, or drop them")
     source = resolve_source(name_or_path)
     if backend == "llamacpp":
-        return load_llamacpp_expert(name_or_path, source, device)
+        return load_llamacpp_expert(name_or_path, source, device, **(llamacpp or {}))
     target_device = resolve_device(device)
     target_dtype = resolve_dtype(dtype, target_device)
     if source.build is not None:  # a model its name scheme builds in memory (tiny:SEED)
@@ -76,7 +81,9 @@ def load_hf_model(name_or_path: str, device: str = "cpu", dtype: str = "float32"
     return expert.model
 
 
-def load_llamacpp_expert(name_or_path: str, source: ModelSource, device: str | torch.device | None) -> Expert:
+def load_llamacpp_expert(
+    name_or_path: str, source: ModelSource, device: str | torch.device | None, **options: Any
+) -> Expert:
     """A .gguf file, or a catalog model's kept GGUF, in llama.cpp; its tokenizer as transformers reads it
     (the catalog's converted folder has it ready; a bare .gguf file is read once)."""
     from dllg.experts.llamacpp import LlamaCppExpert
@@ -107,7 +114,7 @@ def load_llamacpp_expert(name_or_path: str, source: ModelSource, device: str | t
         tokenizer = load_tokenizer(tokenizer_path, tokenizer_kwargs)
     except (OSError, ValueError) as exc:
         raise DllgError(f"cannot read the tokenizer of {name_or_path!r}: {exc}") from exc
-    return LlamaCppExpert(source.name, gguf_file, tokenizer, source=name_or_path)
+    return LlamaCppExpert(source.name, gguf_file, tokenizer, source=name_or_path, **options)
 
 
 # Tokenizer classes that mean "exactly what tokenizer.json says", whatever the model type.

@@ -84,7 +84,9 @@ def check_feasible(ray: Any, name: str, options: dict[str, Any]) -> None:
 class ExpertHost:
     """What runs in the actor process: one expert and the decoding states the driver refers to by id."""
 
-    def __init__(self, name: str, device: str, dtype: str, backend: str, threads: int) -> None:
+    def __init__(
+        self, name: str, device: str, dtype: str, backend: str, threads: int, llamacpp: dict | None = None
+    ) -> None:
         from dllg.experts.loading import load_expert
 
         torch.set_num_threads(threads)
@@ -96,7 +98,7 @@ class ExpertHost:
         # where an actor that dies in its constructor reports only that it died.
         self.load_error: Exception | None = None
         try:
-            self.expert = load_expert(name, device, dtype, backend)
+            self.expert = load_expert(name, device, dtype, backend, llamacpp=llamacpp)
         except Exception as exc:
             self.load_error = exc
 
@@ -189,13 +191,16 @@ class RayExpert(Expert):
         backend: str = "hf",
         resources: dict[str, float] | None = None,
         address: str | None = None,
+        llamacpp: dict[str, Any] | None = None,
     ) -> None:
         self._ray = ensure_ray(address)
         options = actor_options(resources)
         check_feasible(self._ray, name, options)
         threads = max(1, int(options["num_cpus"]))
         actor_class = self._ray.remote(ExpertHost).options(**options)
-        self._actor = actor_class.remote(name, str(device or "auto"), str(dtype or "auto"), backend, threads)
+        self._actor = actor_class.remote(
+            name, str(device or "auto"), str(dtype or "auto"), backend, threads, llamacpp
+        )
         self._pending: list = []  # calls not waited for: their errors surface at the next wait
         self._send_hidden = True
         try:

@@ -24,7 +24,16 @@ from dllg.tasks import get_task
 def load_pool(config: RunConfig) -> ExpertPool:
     return ExpertPool(
         [
-            load_expert(e.name, e.device, e.dtype, e.backend, e.placement, e.resources, config.ray.address)
+            load_expert(
+                e.name,
+                e.device,
+                e.dtype,
+                e.backend,
+                e.placement,
+                e.resources,
+                config.ray.address,
+                e.llamacpp.model_dump(exclude_none=True),
+            )
             for e in config.experts
         ]
     )
