@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from dllg.errors import DllgError
@@ -81,6 +82,23 @@ def check_feasible(ray: Any, name: str, options: dict[str, Any]) -> None:
             )
 
 
+# A tensor as Ray moves it fastest: a numpy array (zero-copy out of the object store) and its torch dtype
+# (bf16, which numpy lacks, travels as its int16 bit pattern).
+Packed = tuple[np.ndarray, torch.dtype]
+
+
+def pack(tensor: torch.Tensor) -> Packed:
+    tensor = tensor.detach().cpu()
+    bits = tensor.view(torch.int16) if tensor.dtype == torch.bfloat16 else tensor
+    return bits.numpy(), tensor.dtype
+
+
+def unpack(packed: Packed) -> torch.Tensor:
+    array, dtype = packed
+    tensor = torch.from_numpy(array.copy())  # the object store's memory is read-only
+    return tensor.view(torch.bfloat16) if dtype == torch.bfloat16 else tensor
+
+
 class ExpertHost:
     """What runs in the actor process: one expert and the decoding states the driver refers to by id."""
 
@@ -124,11 +142,11 @@ class ExpertHost:
         self.expert.vocab_size = vocab_size
         self.send_hidden = send_hidden
 
-    def _send(self, output: ExpertOutput) -> tuple[torch.Tensor, torch.Tensor]:
+    def _send(self, output: ExpertOutput) -> tuple[Packed, Packed]:
         hidden = output.hidden if self.send_hidden else output.hidden[..., :0]
-        return output.logits.cpu(), hidden.cpu()
+        return pack(output.logits), pack(hidden)
 
-    def prefill(self, prompts: list[list[int]]) -> tuple[int, tuple[torch.Tensor, torch.Tensor]]:
+    def prefill(self, prompts: list[list[int]]) -> tuple[int, tuple[Packed, Packed]]:
         started = time.perf_counter()
         state, output = self.expert.prefill(prompts)
         sid = next(self.ids)
@@ -137,7 +155,7 @@ class ExpertHost:
         self.busy += time.perf_counter() - started
         return sid, sent
 
-    def step(self, sid: int, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, sid: int, tokens: torch.Tensor) -> tuple[Packed, Packed]:
         started = time.perf_counter()
         sent = self._send(self.expert.step(self.states[sid], tokens))
         self.busy += time.perf_counter() - started
@@ -240,8 +258,8 @@ class RayExpert(Expert):
     def _later(self, method: str, *args: Any) -> None:
         self._pending.append(getattr(self._actor, method).remote(*args))
 
-    def _output(self, sent: tuple[torch.Tensor, torch.Tensor]) -> ExpertOutput:
-        return ExpertOutput(*sent)
+    def _output(self, sent: tuple[Packed, Packed]) -> ExpertOutput:
+        return ExpertOutput(unpack(sent[0]), unpack(sent[1]))
 
     def _configure(self) -> None:
         self._later("configure", self.vocab_size, self._send_hidden)
