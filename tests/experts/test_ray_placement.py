@@ -2,6 +2,8 @@
 speculative drafts (rows rolled back in the actors), and rows leaving and joining; hidden states cross only
 for a rule that reads them; failures in an actor are one-line errors on the driver."""
 
+import time
+
 import pytest
 import torch
 
@@ -170,6 +172,12 @@ def test_a_dead_actor_is_a_one_line_error_not_a_hang(cluster):
     expert = RayExpert("tiny:13", "cpu", "float32")
     state, _ = expert.prefill([[1, 2, 3]])
     expert.close()
+    for _ in range(100):  # ray.kill returns before the actor is gone: wait until Ray reports it dead
+        try:
+            ray.get(expert._actor.busy_seconds.remote(), timeout=10)
+        except ray.exceptions.RayActorError:
+            break
+        time.sleep(0.1)
     with pytest.raises(DllgError, match="Ray actor died"):
         expert.step(state, torch.tensor([[4]]))
 

@@ -21,7 +21,14 @@ from dllg.jsonl import read_records
 from dllg.pipeline.evaluate import EvalTask, evaluate, load_eval_tasks, record_key
 from dllg.pipeline.features import pool_meta
 from dllg.pipeline.methods import make_method
-from dllg.pipeline.report import ablations, markdown_table, results_table, tag_table, write_tables
+from dllg.pipeline.report import (
+    ablations,
+    markdown_table,
+    results_table,
+    tag_table,
+    truncation_table,
+    write_tables,
+)
 from dllg.tasks.base import Example, user
 from dllg.tasks.scoring import verify_responses
 from dllg.tiny import tiny_pool
@@ -306,8 +313,10 @@ def test_cli_prints_and_writes_the_table(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "4 new" in result.output and "expert:tiny:0" in result.output and "uniform" in result.output
-    rows = results_table(list(read_records(out)))
-    assert (out.parent / "results.md").read_text() == markdown_table(rows)
+    records = list(read_records(out))
+    written = (out.parent / "results.md").read_text()
+    assert written.startswith(markdown_table(results_table(records)))  # one expert: no oracle row
+    assert markdown_table(truncation_table(records)).rstrip() in written
     with open(out.parent / "results.csv") as handle:
         assert [r["method"] for r in csv.DictReader(handle)] == ["expert:tiny:0", "uniform"]
 
