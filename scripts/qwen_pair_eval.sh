@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Issue 15's evaluation of the real Qwen2.5-Coder pair on the held-out test sets: HumanEval (164), the GSM8K
+# originals of the held-out templates (gsm8k eval: 50) and DataFrameBench test (100); greedy, 768 new tokens,
+# llama.cpp Q4_K_M experts, batch 8. Resumable: rerun the same command after a kill or in the next session
+# (records are appended per batch; what is there is skipped). Long: about an hour per fused method on a
+# 2-core CPU; run it alone, in the background:
+#
+#   nice -n 10 bash scripts/qwen_pair_eval.sh baselines     # needs no labels: each expert, the heuristics
+#   nice -n 10 bash scripts/qwen_pair_eval.sh gated GATE... # after training: routers, DLLG, its ablation
+#
+# The expert:* methods come first: a router's answer is then its chosen expert's recorded answer. The table
+# (with the oracle row and truncation rates) is written beside the records; `dllg compare` gives the paired
+# statistics, e.g. dllg compare results/qwen-coder-pair/eval/records.jsonl --a dllg:GATE \
+#   --b expert:qwen2.5-coder-1.5b-instruct --out results/qwen-coder-pair/eval/dllg-vs-1.5b
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SMALL=qwen2.5-coder-0.5b-instruct
+LARGE=qwen2.5-coder-1.5b-instruct
+OUT=results/qwen-coder-pair/eval/records.jsonl
+DLLG=${DLLG:-.venv/bin/dllg}
+
+case "${1:-}" in
+  baselines) methods=("expert:$SMALL" "expert:$LARGE" uniform entropy packllm majority unite) ;;
+  gated)
+    shift
+    [ "$#" -ge 1 ] || { echo "gated: name the method(s), e.g. router:runs/... dllg:GATE dllg-static:GATE" >&2; exit 2; }
+    methods=("expert:$SMALL" "expert:$LARGE" "$@")
+    ;;
+  *) echo "usage: $0 baselines | gated METHOD..." >&2; exit 2 ;;
+esac
+
+"$DLLG" eval --experts "$SMALL" "$LARGE" --backend llamacpp --methods "${methods[@]}" \
+  --tasks humaneval:test gsm8k:eval dataframebench:test --max-new-tokens 768 --batch-size 8 \
+  --speculate none --out "$OUT"
