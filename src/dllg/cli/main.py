@@ -11,7 +11,7 @@ from dllg.cli.lm_eval import lm_eval_command
 from dllg.cli.merge import merge_command
 from dllg.cli.pipeline import collect_command, train_command
 from dllg.cli.serve import serve_command
-from dllg.cli.shards import merge_shards_command
+from dllg.cli.shards import merge_shards_command, run_shards_command
 from dllg.cli.show import show_command
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app.command("collect")(collect_command)
 app.command("train")(train_command)
 app.command("eval")(eval_command)
 app.command("merge-shards")(merge_shards_command)
+app.command("run-shards")(run_shards_command)
 app.command("lm-eval")(lm_eval_command)
 app.add_typer(route.app, name="route")
 app.command("merge")(merge_command)

@@ -37,3 +37,32 @@ def merge_shards_command(
         + (" and writes the results table" if rerun == "eval" else ""),
         highlight=False,
     )
+
+
+@user_errors
+def run_shards_command(
+    count: int = typer.Argument(..., min=1, help="How many shards (Ray tasks)."),
+    command: list[str] = typer.Argument(
+        ..., help="After --: the dllg command to shard, e.g. eval --experts A B --methods ... --out OUT."
+    ),
+    out: Path = typer.Option(..., "--out", help="The file the shards merge into (the command's output)."),
+    ray: str = typer.Option("local", "--ray", help="The Ray cluster: local (start one here) or an address."),
+    cpus: float = typer.Option(1, "--cpus-per-shard", min=0, help="CPUs Ray reserves for each shard."),
+    gpus: float = typer.Option(0, "--gpus-per-shard", min=0, help="GPUs Ray reserves for each shard."),
+    retries: int = typer.Option(2, "--retries", min=0, help="Reruns of a shard that fails or dies."),
+) -> None:
+    """Run a collect or eval command once per shard on Ray workers (each adds --shard i/N and resumes its own
+    file), then merge the shards into OUT."""
+    from dllg.errors import DllgError
+    from dllg.pipeline.ray_shards import run_shards
+
+    if not command or command[0] not in ("collect", "eval"):
+        raise DllgError("give the command to shard after --: collect --config RUN.yaml, or eval ... --out X")
+    if "--shard" in command:
+        raise DllgError("the command gets its --shard from run-shards: drop --shard")
+    report = run_shards(command, count, out, ray, {"num_cpus": cpus, "num_gpus": gpus}, retries)
+    console.print(
+        f"{out}: {count} shards done; merged {report.merged} new records, {report.already_present} already "
+        f"there; {report.total} in all",
+        highlight=False,
+    )
