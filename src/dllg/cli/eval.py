@@ -1,6 +1,7 @@
 """`dllg eval`: methods x tasks -> records (JSONL, resumable) -> the results table (Markdown and CSV)."""
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,17 +60,28 @@ def eval_command(
         None, "--by-tags", help="Also score this task's examples grouped by their tags (e.g. world-mixed)."
     ),
     shard: str = typer.Option(None, "--shard", help=SHARD_HELP + " No table: it comes from the merged file."),
+    holdout: float = typer.Option(
+        None,
+        "--holdout",
+        help="Only the training prompts `dllg train` holds out at this train.val_fraction: choose gates "
+        "on these (e.g. --tasks gsm_symbolic:train --holdout 0.1), never on the test sets.",
+    ),
 ) -> None:
     """Evaluate methods on tasks (greedy, resumable) and print the results table."""
     from dllg.decode import GenerationConfig
     from dllg.experts import ExpertPool
     from dllg.experts.loading import load_experts
     from dllg.pipeline.evaluate import evaluate, load_eval_tasks, method_names
+    from dllg.pipeline.holdout import validation_tasks
     from dllg.pipeline.sharding import Shard, shard_eval_tasks
 
     part = Shard.parse(shard) if shard is not None else None
     names = method_names(methods)  # a bad method name fails before any model loads
-    loaded_tasks = load_eval_tasks(tasks, limit)
+    loaded_tasks = load_eval_tasks(tasks)
+    if holdout is not None:
+        loaded_tasks = validation_tasks(loaded_tasks, holdout)
+    if limit is not None:
+        loaded_tasks = [replace(t, examples=t.examples[:limit]) for t in loaded_tasks]
     devices = device.split(",") if "," in device else device
     dtypes = dtype.split(",") if "," in dtype else dtype
     backends = backend.split(",") if "," in backend else backend

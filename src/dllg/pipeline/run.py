@@ -1,6 +1,5 @@
 """A run config, end to end: load the experts and tasks it names, collect labels, build features, train."""
 
-import hashlib
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from dllg.gate import Gate, GateConfig, build_gate
 from dllg.pipeline.collect import TaskExample, collect_labels, read_labels
 from dllg.pipeline.features import FeatureExample, extract_features
 from dllg.pipeline.fresh import set_aside
+from dllg.pipeline.holdout import is_validation
 from dllg.pipeline.sharding import Shard
 from dllg.pipeline.train import GateExample, TrainConfig, train_gate
 from dllg.tasks import get_task
@@ -94,12 +94,6 @@ def reference_responses(config: RunConfig, items: list[TaskExample], labels: lis
         if text:
             refs[item.example.id] = text
     return refs
-
-
-def is_validation(example_id: str, fraction: float) -> bool:
-    """A stable split by id, so collect/train reruns and resumes agree on it."""
-    digest = int(hashlib.sha256(example_id.encode()).hexdigest()[:8], 16)
-    return digest % 10_000 < fraction * 10_000
 
 
 def run_train(

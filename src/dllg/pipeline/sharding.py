@@ -64,7 +64,7 @@ class Shard:
 
 def shard_of(task: str, split: str, example_id: str, count: int) -> int:
     """A stable shard for an example. Salted, so it is independent of the train/validation split
-    (`run.is_validation`), which hashes the same ids."""
+    (`holdout.is_validation`), which hashes the same ids."""
     digest = hashlib.sha256(f"dllg-shard\0{task}\0{split}\0{example_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % count
 
