@@ -7,6 +7,9 @@
 #
 #   nice -n 10 bash scripts/qwen_pair_eval.sh baselines     # needs no labels: each expert, the heuristics
 #   nice -n 10 bash scripts/qwen_pair_eval.sh gated GATE... # after training: routers, DLLG, its ablation
+#   nice -n 10 bash scripts/qwen_pair_eval.sh validation dllg:GATE...  # choose the gate: fused decoding on
+#       the training prompts `dllg train` held out (val_fraction 0.1), never on the test sets; the experts'
+#       validation answers are already in the label table (scripts/qwen_pair_select.py reads both)
 #
 # The expert:* methods come first: a router's answer is then its chosen expert's recorded answer. The table
 # (with the oracle row and truncation rates) is written beside the records; `dllg compare` gives the paired
@@ -18,6 +21,7 @@ cd "$(dirname "$0")/.."
 SMALL=qwen2.5-coder-0.5b-instruct
 LARGE=qwen2.5-coder-1.5b-instruct
 OUT=results/qwen-coder-pair/eval/records.jsonl
+TASKS=(humaneval:test gsm8k:eval dataframebench:test)
 DLLG=${DLLG:-.venv/bin/dllg}
 
 case "${1:-}" in
@@ -27,9 +31,16 @@ case "${1:-}" in
     [ "$#" -ge 1 ] || { echo "gated: name the method(s), e.g. router:runs/... dllg:GATE dllg-static:GATE" >&2; exit 2; }
     methods=("expert:$SMALL" "expert:$LARGE" "$@")
     ;;
-  *) echo "usage: $0 baselines | gated METHOD..." >&2; exit 2 ;;
+  validation)
+    shift
+    [ "$#" -ge 1 ] || { echo "validation: name the gated method(s), e.g. dllg:runs/.../gate" >&2; exit 2; }
+    methods=("$@")
+    OUT=results/qwen-coder-pair/validation/records.jsonl
+    TASKS=(gsm_symbolic:train dataframebench:train --holdout 0.1)
+    ;;
+  *) echo "usage: $0 baselines | gated METHOD... | validation METHOD..." >&2; exit 2 ;;
 esac
 
 "$DLLG" eval --experts "$SMALL" "$LARGE" --backend llamacpp --methods "${methods[@]}" \
-  --tasks humaneval:test gsm8k:eval dataframebench:test --max-new-tokens 768 --batch-size 8 \
+  --tasks "${TASKS[@]}" --max-new-tokens 768 --batch-size 8 \
   --speculate none --out "$OUT"
