@@ -8,11 +8,12 @@ from functools import cache
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import PreTrainedModel, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from dllg.errors import DllgError
 from dllg.experts import ExpertPool, HFExpert
 from dllg.experts.device import resolve_device, resolve_dtype
+from dllg.gate import Gate, GateConfig, build_gate
 from dllg.sources import ModelSource, NameScheme, register_scheme
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -126,3 +127,37 @@ def tiny_pool(dtype: str = "auto", device: str = "auto", count: int = 2) -> Expe
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target)
     return ExpertPool([named_tiny_expert(seed, target, torch_dtype) for seed in range(count)])
+
+
+SMALL_GATE = {"proj_rank": 8, "lora_rank": 4, "head_hidden": 16, "attn_dim": 16}
+
+
+def random_gate(
+    expert_names: list[str],
+    hidden_sizes: list[int],
+    variant: str = "mlp",
+    *,
+    aux_model: PreTrainedModel | str | None = None,
+    seed: int = 0,
+    scale: float = 0.5,
+    **overrides,
+) -> Gate:
+    """A small gate of `variant` whose trainable weights are moved off their init by N(0, scale) noise, so
+    its weights differ from token to token (an untrained gate's barely do). The same gate for the same
+    arguments whatever ran before: built and perturbed under its own seed, the global RNG left as it was.
+    An aux-LM variant reads `aux_model`: a model, or a folder the gate's config names."""
+    named = {"aux_model": aux_model} if isinstance(aux_model, str) else {}
+    config = GateConfig(
+        variant=variant,
+        expert_names=expert_names,
+        hidden_sizes=hidden_sizes,
+        **{**SMALL_GATE, **named, **overrides},
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        gate = build_gate(config, None if isinstance(aux_model, str) else aux_model)
+        with torch.no_grad():
+            for param in gate.parameters():
+                if param.requires_grad:
+                    param.add_(torch.randn_like(param) * scale)
+    return gate.eval()

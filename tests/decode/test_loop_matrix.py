@@ -14,8 +14,8 @@ import torch
 from dllg.decode import Generation, GenerationConfig, generate
 from dllg.experts import ExpertPool
 from dllg.fusion import RULES, FusionInput, FusionOutput, FusionRule, PromptContext, make_rule
-from dllg.gate import GATES, Gate, GateConfig, build_gate
-from dllg.tiny import tiny_expert, tiny_model, tiny_tokenizer
+from dllg.gate import GATES, Gate
+from dllg.tiny import random_gate, tiny_expert, tiny_model, tiny_tokenizer
 
 TEXTS = ["def add(a, b):", "Hello", "The answer is 42. Let us", "Write a Python function", "How are you"]
 # Step at which each row is forced to emit EOS (None: never, it runs to the budget). Rows 0 and 3 leave
@@ -59,23 +59,14 @@ def gates() -> dict[tuple[str, int], Gate]:
 def perturbed_gate(variant: str, pool: ExpertPool) -> Gate:
     """A small gate of `variant` whose trained parameters are moved off their (partly zero) init, so its
     weights vary by row and step; aux-LM variants get a fresh 2-layer tiny LM as aux model."""
-    config = GateConfig(
-        variant=variant,
-        expert_names=pool.names,
-        hidden_sizes=[e.hidden_size for e in pool.experts],
-        proj_rank=8,
-        lora_rank=4,
-        head_hidden=16,
-        attn_dim=16,
-    )
     # The same gate every run whatever ran before (LoRA and head inits draw from the global RNG).
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(len(pool) * 100 + sorted(GATES).index(variant))
-        gate = build_gate(config, tiny_model(99, vocab_rows=16, hidden=32, layers=2))
-        with torch.no_grad():
-            for param in gate.parameters():
-                if param.requires_grad:
-                    param.add_(torch.randn_like(param) * 0.5)
+    gate = random_gate(
+        pool.names,
+        [e.hidden_size for e in pool.experts],
+        variant,
+        aux_model=tiny_model(99, vocab_rows=16, hidden=32, layers=2),
+        seed=len(pool) * 100 + sorted(GATES).index(variant),
+    )
     # float64 like the experts (the gate's input norms cast to the gate's dtype): batched and alone then
     # agree to float64 rounding, not float32 noise (seen up to 1.2e-5 through the aux LM): a tight tolerance.
     return gate.double().eval()

@@ -17,8 +17,7 @@ from dllg.errors import DllgError
 from dllg.experts import ExpertPool
 from dllg.experts.loading import load_expert
 from dllg.fusion import FusionInput, FusionOutput, make_rule
-from dllg.gate import GateConfig, build_gate
-from dllg.tiny import tiny_expert, tiny_tokenizer
+from dllg.tiny import random_gate, tiny_expert, tiny_tokenizer
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed"
@@ -44,16 +43,7 @@ def pools(tmp_path_factory) -> tuple[ExpertPool, ExpertPool]:
 
 
 def gate_for(pool: ExpertPool):
-    config = GateConfig(
-        variant="mlp", expert_names=pool.names, hidden_sizes=[e.hidden_size for e in pool.experts]
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        gate = build_gate(config)
-        with torch.no_grad():
-            for param in gate.parameters():
-                param.add_(torch.randn_like(param) * 0.5)
-    return gate.eval()
+    return random_gate(pool.names, [e.hidden_size for e in pool.experts], head_hidden=256)
 
 
 def rule(name: str, pool: ExpertPool):

@@ -13,7 +13,7 @@ from dllg.errors import DllgError
 from dllg.experts import ExpertPool
 from dllg.experts.loading import load_expert
 from dllg.fusion import RULES, make_rule
-from dllg.gate import GateConfig, build_gate
+from dllg.tiny import random_gate
 
 ray = pytest.importorskip("ray")
 
@@ -43,20 +43,7 @@ def pools(cluster) -> dict[str, ExpertPool]:
 @pytest.fixture(scope="module")
 def gate(pools):
     pool = pools["local"]
-    config = GateConfig(
-        variant="mlp",
-        expert_names=pool.names,
-        hidden_sizes=[e.hidden_size for e in pool.experts],
-        proj_rank=8,
-        head_hidden=16,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        built = build_gate(config)
-        with torch.no_grad():
-            for param in built.parameters():
-                param.add_(torch.randn_like(param) * 0.5)
-    return built.double().eval()
+    return random_gate(pool.names, [e.hidden_size for e in pool.experts]).double()
 
 
 def rule_for(name: str, gate):

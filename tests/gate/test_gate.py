@@ -9,7 +9,7 @@ from dllg.errors import DllgError
 from dllg.fusion import make_rule
 from dllg.gate import GATES, Gate, GateConfig, build_gate, load_gate, save_gate
 from dllg.pipeline.teacher_forcing import teacher_forced_states
-from dllg.tiny import tiny_model, tiny_pool
+from dllg.tiny import random_gate, tiny_model, tiny_pool
 
 VARIANTS = ["mlp", "cross_attn", "aux_lm", "lowrank_aux_lm"]
 SIZES = [32, 48]
@@ -24,24 +24,7 @@ def aux_folder(tmp_path_factory) -> str:
 
 def small_gate(variant: str, names: list[str], sizes: list[int], aux_folder: str, **overrides) -> Gate:
     """A small gate whose trained parameters are moved off their zero init, so outputs vary by position."""
-    config = GateConfig(
-        variant=variant,
-        expert_names=names,
-        hidden_sizes=sizes,
-        aux_model=aux_folder,
-        proj_rank=8,
-        lora_rank=4,
-        head_hidden=16,
-        attn_dim=16,
-        **overrides,
-    )
-    gate = build_gate(config)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for param in gate.parameters():
-            if param.requires_grad:
-                param.add_(torch.randn_like(param) * 0.3)
-    return gate.eval()
+    return random_gate(names, sizes, variant, aux_model=aux_folder, scale=0.3, **overrides)
 
 
 def make_gate(variant: str, aux_folder: str, **overrides) -> Gate:

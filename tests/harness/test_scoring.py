@@ -10,9 +10,8 @@ from dllg.errors import DllgError
 from dllg.experts import ExpertPool
 from dllg.experts.loading import load_experts
 from dllg.fusion import make_rule
-from dllg.gate import GateConfig, build_gate
 from dllg.harness.scoring import score_continuations
-from dllg.tiny import tiny_model, tiny_pool
+from dllg.tiny import random_gate, tiny_model, tiny_pool
 
 TEXTS = [
     ("def add(a, b):", "\n    return a + b"),
@@ -69,22 +68,9 @@ def gated_pool(tmp_path_factory):
     aux = tmp_path_factory.mktemp("aux")
     tiny_model(7, vocab_rows=16, hidden=32, layers=3).save_pretrained(aux)
     pool = tiny_pool(dtype="fp32", device="cpu")
-    config = GateConfig(
-        variant="lowrank_aux_lm",
-        expert_names=pool.names,
-        hidden_sizes=[e.hidden_size for e in pool.experts],
-        aux_model=str(aux),
-        proj_rank=8,
-        lora_rank=4,
-        head_hidden=16,
-    )
-    gate = build_gate(config)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for param in gate.parameters():
-            if param.requires_grad:
-                param.add_(torch.randn_like(param) * 0.3)
-    return pool, gate.eval()
+    sizes = [e.hidden_size for e in pool.experts]
+    gate = random_gate(pool.names, sizes, "lowrank_aux_lm", aux_model=str(aux), scale=0.3)
+    return pool, gate
 
 
 def test_a_stateful_gate_scores_decoded_tokens_as_their_greedy_choices(gated_pool):

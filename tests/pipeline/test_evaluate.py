@@ -30,7 +30,6 @@ from dllg.pipeline.report import (
     write_tables,
 )
 from dllg.tasks.base import Example, user
-from dllg.tasks.scoring import verify_responses
 from dllg.tiny import tiny_pool
 from dllg.verify.base import Reference
 
@@ -106,21 +105,15 @@ def test_expert_method_equals_rule_single(pool, tasks, tmp_path):
         assert by_method[method] == [g.text for g in direct]
 
 
-def test_a_killed_run_resumes_without_losing_or_duplicating(pool, tasks, tmp_path, monkeypatch):
+def test_a_killed_run_resumes_without_losing_or_duplicating(
+    pool, tasks, tmp_path, monkeypatch, kill_at_verification
+):
     methods = ["expert:1", "entropy"]  # batches of 2: [2, 1] per method, 4 in all
     reference = tmp_path / "reference.jsonl"
     evaluate(pool, methods, tasks, reference, CONFIG, batch_size=2)
 
     out = tmp_path / "records.jsonl"
-    calls = []
-
-    def dies_on_second_batch(examples, responses, max_workers=2, finishes=None):
-        calls.append(len(examples))
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # the kill arrives while the 2nd batch is verified
-        return verify_responses(examples, responses, max_workers, finishes)
-
-    monkeypatch.setattr(evaluate_module, "verify_responses", dies_on_second_batch)
+    kill_at_verification(evaluate_module, batch=2)
     with pytest.raises(KeyboardInterrupt):
         evaluate(pool, methods, tasks, out, CONFIG, batch_size=2)
     monkeypatch.undo()

@@ -18,7 +18,6 @@ from dllg.errors import DllgError
 from dllg.jsonl import read_records
 from dllg.pipeline.run import load_training_examples, run_collect
 from dllg.pipeline.sharding import EVAL_RECORDS, LABELS, Shard, merge_shards, shard_of
-from dllg.tasks.scoring import verify_responses
 from dllg.tiny import tiny_pool
 
 runner = CliRunner()
@@ -131,18 +130,12 @@ def test_collect_shards_merge_into_the_unsharded_table(pool, unsharded, shards_d
     assert out.read_bytes() == before
 
 
-def test_a_killed_shard_reruns_only_what_it_had_not_written(pool, unsharded, tmp_path, monkeypatch):
+def test_a_killed_shard_reruns_only_what_it_had_not_written(
+    pool, unsharded, tmp_path, monkeypatch, kill_at_verification
+):
     out = tmp_path / "labels.jsonl"
     shard = HALVES[1]
-    calls = []
-
-    def dies_on_second_batch(examples, responses, max_workers=2, finishes=None):
-        calls.append(len(examples))
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # the kill arrives while the 2nd batch is verified
-        return verify_responses(examples, responses, max_workers, finishes)
-
-    monkeypatch.setattr(collect_module, "verify_responses", dies_on_second_batch)
+    kill_at_verification(collect_module, batch=2)
     with pytest.raises(KeyboardInterrupt):
         run_collect(run_config(out), pool, shard=shard)
     monkeypatch.undo()

@@ -28,6 +28,7 @@ import numpy as np
 from dllg.errors import DllgError
 from dllg.jsonl import read_records
 from dllg.pipeline.paired import mcnemar_p
+from dllg.pipeline.report import task_column, task_columns
 
 THIRDS = ("first", "middle", "last")
 GROUPS = ("all", "correct", "incorrect")
@@ -66,15 +67,10 @@ def weighted_records(records: Sequence[dict], source: str | Path) -> tuple[list[
 
 
 def task_labels(records: Sequence[dict]) -> dict[tuple[str, str | None], str]:
-    """(task, split) -> the task's name, or `task:split` for a task the file holds with several splits."""
-    splits: dict[str, set[str | None]] = {}
-    for r in records:
-        splits.setdefault(r["task"], set()).add(r.get("split"))
-    return {
-        (task, split): task if len(found) == 1 else f"{task}:{split}"
-        for task, found in splits.items()
-        for split in found
-    }
+    """(task, split) -> the results table's column for it: the task's name, or `task:split` for a task the
+    file holds with several splits."""
+    _, multi = task_columns(records)
+    return {(r["task"], r.get("split")): task_column(r, multi) for r in records}
 
 
 def weight_matrix(record: dict) -> np.ndarray:

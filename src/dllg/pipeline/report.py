@@ -28,15 +28,15 @@ def select_records(records: Sequence[dict], methods: Sequence[str], tasks: Seque
 
 
 def task_column(record: dict, multi_split: set[str]) -> str:
-    return f"{record['task']}:{record['split']}" if record["task"] in multi_split else record["task"]
+    return f"{record['task']}:{record.get('split')}" if record["task"] in multi_split else record["task"]
 
 
 def task_columns(records: Sequence[dict]) -> tuple[list[str], set[str]]:
     """Task columns in first-seen order; a task seen with several splits gets one column per split (and the
     set of those tasks, for `task_column`)."""
-    splits: dict[str, set[str]] = {}
+    splits: dict[str, set[str | None]] = {}
     for r in records:
-        splits.setdefault(r["task"], set()).add(r["split"])
+        splits.setdefault(r["task"], set()).add(r.get("split"))
     multi = {task for task, found in splits.items() if len(found) > 1}
     return list(dict.fromkeys(task_column(r, multi) for r in records)), multi
 
