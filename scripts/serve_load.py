@@ -49,6 +49,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--gate", default=None, help="a gate folder or world:gate")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--backend", default="hf", help="hf or llamacpp (the experts' kept GGUFs)")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--clients", nargs="+", type=int, default=[32], help="one phase per client count")
     parser.add_argument("--duration", type=float, default=60, help="seconds each phase sends requests")
@@ -61,8 +62,10 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def bench_loop(args: argparse.Namespace, pool: ExpertPool, rule: FusionRule) -> dict[int, float]:
-    """The fused loop's tokens/s at batch 1 and 8 (dllg.bench.decode's timing), on this process's CPU."""
+def bench_loop(args: argparse.Namespace, pool: ExpertPool, rule: FusionRule) -> dict[str, float]:
+    """The fused loop's tokens/s at batch 1 and 8 per decode step (dllg.bench.decode's timing, prefill
+    subtracted: the issue's reference), and at batch 8 end to end (a whole `generate` call over 8 prompts,
+    prefill included: what a server must also do for every request), on this process's CPU."""
     from dllg.decode import GenerationConfig, generate
 
     speeds = {}
@@ -73,7 +76,11 @@ def bench_loop(args: argparse.Namespace, pool: ExpertPool, rule: FusionRule) -> 
             config = GenerationConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens)
             generate(pool, rule, prompts, config)
 
-        speeds[batch] = step_time(run, args.max_tokens, args.repeats).tokens_per_second(batch)
+        speeds[f"batch{batch}_tok_s"] = step_time(run, args.max_tokens, args.repeats).tokens_per_second(batch)
+        if batch == 8:
+            start = time.perf_counter()
+            run(args.max_tokens)
+            speeds["batch8_e2e_tok_s"] = batch * args.max_tokens / (time.perf_counter() - start)
     return speeds
 
 
@@ -87,6 +94,7 @@ def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
     port = free_port()
     command = [sys.executable, "-c", "from dllg.cli.main import main; main()", "serve", "--experts"]
     command += [*args.experts, "--device", args.device, "--dtype", args.dtype, "--port", str(port)]
+    command += ["--backend", args.backend]
     command += ["--max-batch", str(args.max_batch), "--max-queue", str(args.max_queue)]
     command += ["--threads", str(args.threads)]
     command += ["--gate", args.gate] if args.gate else []
@@ -206,9 +214,8 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))], 3)
 
 
-def report_loop(when: str, speeds: dict[int, float]) -> None:
-    line = {"loop": when, "batch1_tok_s": round(speeds[1], 1), "batch8_tok_s": round(speeds[8], 1)}
-    print(format_line(line), flush=True)
+def report_loop(when: str, speeds: dict[str, float]) -> None:
+    print(format_line({"loop": when, **{k: round(v, 1) for k, v in speeds.items()}}), flush=True)
 
 
 def main() -> None:
@@ -216,7 +223,9 @@ def main() -> None:
     print(f"# python {' '.join(sys.argv)}", flush=True)
     torch.set_num_threads(args.threads)
     print(format_line(machine_line()), flush=True)
-    pool, rule = pool_and_rule(None, args.experts, args.fusion, args.gate, {}, args.device, args.dtype, "hf")
+    pool, rule = pool_and_rule(
+        None, args.experts, args.fusion, args.gate, {}, args.device, args.dtype, args.backend
+    )
     print(format_line({"experts": "+".join(pool.names), "rule": rule.name, "gate": args.gate}), flush=True)
     before = bench_loop(args, pool, rule)
     report_loop("before", before)
@@ -238,10 +247,12 @@ def main() -> None:
     # timed again: on a shared machine the loop's own speed drifts; the server is compared with the mean
     after = bench_loop(args, pool, rule)
     report_loop("after", after)
-    batch8 = (before[8] + after[8]) / 2
+    batch8 = (before["batch8_tok_s"] + after["batch8_tok_s"]) / 2
+    batch8_e2e = (before["batch8_e2e_tok_s"] + after["batch8_e2e_tok_s"]) / 2
     for phase in phases:
         ratio = phase["server_tok_s"] / batch8
         verdict = {"clients": phase["clients"], "server_over_loop_batch8": round(ratio, 3)}
+        verdict["server_over_loop_batch8_e2e"] = round(phase["server_tok_s"] / batch8_e2e, 3)
         if phase["clients"] >= 32:
             verdict["target_no_errors_no_lost"] = phase["errors"] == 0 and phase["lost"] == 0
         if phase["clients"] == 8:
