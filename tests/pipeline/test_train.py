@@ -67,6 +67,28 @@ def test_gate_learns_which_expert_is_right_from_the_prompt(pool, tmp_path):
         )
 
 
+def test_bf16_training_learns_and_is_not_resumed_as_fp32(pool, tmp_path):
+    """train.precision=bf16 runs the gate's forward under bf16 autocast (its weights come out bf16-rounded)
+    and still learns; a bf16 run folder is another run than an fp32 one."""
+    examples, labels = synthetic(pool)
+    cache = extract_features(pool, examples, tmp_path / "features", batch_size=5)
+    ids = [e.example_id for e in examples]
+    val_ids = [i for i in ids if i.endswith("-2")]
+    train = gate_examples(cache, labels, [i for i in ids if i not in val_ids])
+    val = gate_examples(cache, labels, val_ids)
+    meta = pool_meta(pool)
+    config = GateConfig(variant="mlp", expert_names=meta["experts"], hidden_sizes=meta["hidden_sizes"])
+    gate = build_gate(config)
+    seen = []
+    gate.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    settings = {"steps": 80, "batch_size": 8, "lr": 3e-3, "eval_every": 40}
+    after = train_gate(gate, train, val, TrainConfig(**settings, precision="bf16"), tmp_path / "run")
+    assert set(seen) == {torch.bfloat16}
+    assert after["val_mse"] < 0.125 and after["val_top_correct"] == 1.0
+    with pytest.raises(DllgError, match="other training settings|other train settings"):
+        train_gate(build_gate(config), train, val, TrainConfig(**settings), tmp_path / "run")
+
+
 def test_interrupted_training_resumes_to_the_same_gate(pool, tmp_path):
     examples, labels = synthetic(pool, repeat=1)
     cache = extract_features(pool, examples, tmp_path / "features")

@@ -10,6 +10,7 @@ uninterrupted one would. Checkpoints hold the gate's trained weights, the optimi
 folder is resumed only by the same run, never silently reused for other data.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -23,7 +24,7 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from safetensors.torch import load_file
 
-from dllg.config import LossForm, TrainConfig
+from dllg.config import LossForm, Precision, TrainConfig
 from dllg.errors import DllgError
 from dllg.gate import Gate, save_gate
 from dllg.gate.checkpoint import WEIGHTS, load_trainable
@@ -78,9 +79,21 @@ def masked_mse(
     return per_response_mse(weights, mask, labels).mean()
 
 
+def forward_precision(gate: Gate, precision: Precision) -> contextlib.AbstractContextManager:
+    """The context the gate's forward runs in: bf16 autocast on the gate's device, or nothing (fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    device = next(gate.parameters()).device.type
+    return torch.autocast(device, dtype=torch.bfloat16)
+
+
 @torch.no_grad()
 def evaluate(
-    gate: Gate, examples: list[GateExample], batch_size: int, form: LossForm = "per_response"
+    gate: Gate,
+    examples: list[GateExample],
+    batch_size: int,
+    form: LossForm = "per_response",
+    precision: Precision = "fp32",
 ) -> dict[str, float]:
     """Validation MSE in the training loss's form, and how often the expert with the highest mean weight
     was a correct one (over examples where at least one expert was correct)."""
@@ -89,7 +102,8 @@ def evaluate(
     total, count, hits, answerable = 0.0, 0.0, 0, 0
     for start in range(0, len(examples), batch_size):
         states, mask, labels = collate(examples[start : start + batch_size])
-        weights = gate(states, mask.long())
+        with forward_precision(gate, precision):
+            weights = gate(states, mask.long()).float()
         if form == "pooled":
             total += float(squared_errors(weights, mask, labels).sum())
             count += float(mask.sum()) * weights.shape[-1]
@@ -141,7 +155,11 @@ def run_identity(gate: Gate, train: list[GateExample], val: list[GateExample], c
     """What a run folder's checkpoints were trained on; a resumption must match it."""
     return {
         "gate": gate.config.model_dump(mode="json"),
-        "train": config.model_dump(mode="json", exclude=set(RESUMABLE_SETTINGS)),
+        # runs from before `precision` existed were fp32: an fp32 run's identity leaves it out, as theirs did
+        "train": config.model_dump(
+            mode="json",
+            exclude=set(RESUMABLE_SETTINGS) | ({"precision"} if config.precision == "fp32" else set()),
+        ),
         "train_data": data_digest(train),
         "val_data": data_digest(val),
     }
@@ -217,7 +235,9 @@ def train_gate(
             rng = random.Random(config.seed * 1_000_003 + step)
             batch = [train[rng.randrange(len(train))] for _ in range(config.batch_size)]
             states, mask, labels = collate(batch)
-            loss = masked_mse(gate(states, mask.long()), mask, labels, config.loss)
+            with forward_precision(gate, config.precision):
+                weights = gate(states, mask.long())
+            loss = masked_mse(weights.float(), mask, labels, config.loss)
             if not torch.isfinite(loss):
                 raise DllgError(
                     f"the training loss became {loss.item()} at step {step}: lower train.lr; "
@@ -229,7 +249,7 @@ def train_gate(
             optimizer.step()
             record: dict[str, float] = {"step": step, "loss": round(loss.item(), 6)}
             if val and (step % config.eval_every == 0 or step == config.steps):
-                metrics = evaluate(gate, val, config.batch_size, config.loss)
+                metrics = evaluate(gate, val, config.batch_size, config.loss, config.precision)
                 record.update({k: round(v, 6) for k, v in metrics.items()})
             if step % config.log_every == 0 or len(record) > 2 or step == config.steps:
                 log.write(json.dumps(record) + "\n")
