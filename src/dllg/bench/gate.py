@@ -1,6 +1,7 @@
 """What a gate costs per decoding step, against what the experts cost: each variant's `step` (one new
 position per row, its own cache advancing) timed on random states of the experts' widths, beside the sum of
-the experts' own step times on their backend, at the same batch size, in one run."""
+the experts' own step times on their backend, at the same batch size, in one run. And what a training step
+costs, per variant and precision (`dllg bench gate-train`)."""
 
 import time
 from collections.abc import Iterator, Sequence
@@ -8,8 +9,10 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from dllg.bench.decode import encode, own_generate_runner, step_time
+from dllg.config import Precision
 from dllg.experts import ExpertPool
 from dllg.gate import GateConfig, build_gate
+from dllg.pipeline.train import forward_precision, masked_mse
 
 
 def gate_step_seconds(gate, hidden_sizes: list[int], batch: int, steps: int, repeats: int) -> float:
@@ -63,5 +66,66 @@ def bench_gate_costs(
                 "gate_ms": round(seconds * 1e3, 2),
                 "experts_ms": round(experts_step * 1e3, 2),
                 "gate_share_of_experts": round(seconds / experts_step, 3),
+            }
+            del gate
+
+
+def train_step_seconds(
+    gate, hidden_sizes: list[int], batch: int, tokens: int, steps: int, precision: Precision
+) -> float:
+    """Mean seconds of one training step (forward, eq. 5 loss, backward, AdamW) on random states of
+    (batch, tokens) per expert, as `dllg train` runs it, after one warm-up step."""
+    generator = torch.Generator().manual_seed(0)
+    states = [torch.randn(batch, tokens, d, generator=generator) for d in hidden_sizes]
+    mask = torch.ones(batch, tokens)
+    labels = torch.randint(0, 2, (batch, len(hidden_sizes)), generator=generator).float()
+    params = [p for p in gate.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    gate.train()
+    total = 0.0
+    for attempt in range(steps + 1):
+        start = time.perf_counter()
+        with forward_precision(gate, precision):
+            weights = gate(states, mask.long())
+        loss = masked_mse(weights.float(), mask, labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if attempt:  # the first step warms up
+            total += time.perf_counter() - start
+    return total / steps
+
+
+def bench_gate_training(
+    expert_names: list[str],
+    hidden_sizes: list[int],
+    aux_model: str,
+    variants: Sequence[tuple[str, dict]],
+    precisions: Sequence[Precision] = ("fp32", "bf16"),
+    batch: int = 32,
+    tokens: int = 200,
+    steps: int = 3,
+) -> Iterator[dict[str, object]]:
+    """One dict per gate variant (with its options) and precision: seconds per training step."""
+    for variant, options in variants:
+        for precision in precisions:
+            config = GateConfig(
+                variant=variant,
+                expert_names=expert_names,
+                hidden_sizes=hidden_sizes,
+                aux_model=aux_model,
+                **options,
+            )
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                gate = build_gate(config)
+            seconds = train_step_seconds(gate, hidden_sizes, batch, tokens, steps, precision)
+            yield {
+                "variant": variant,
+                "options": ",".join(f"{k}:{v}" for k, v in options.items()) or "-",
+                "precision": precision,
+                "batch": batch,
+                "tokens": tokens,
+                "train_step_s": round(seconds, 3),
             }
             del gate

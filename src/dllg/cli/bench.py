@@ -151,6 +151,47 @@ def gate_command(
         print(format_line({"backend": backend, **line}), flush=True)
 
 
+@app.command("gate-train")
+@user_errors
+def gate_train_command(
+    experts: list[str] = typer.Option(
+        None, "--experts", "-e", help="Default: the real pair if fetched, else the world's experts."
+    ),
+    variants: str = typer.Option("mlp,cross_attn,lowrank_aux_lm", "--variants"),
+    aux_layers: int = typer.Option(4, "--aux-layers", help="aux-LM gates: layers of the aux LM kept."),
+    precisions: str = typer.Option("fp32,bf16", "--precisions", help="train.precision values to time."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Answers per step (train.batch_size)."),
+    tokens: int = typer.Option(200, "--tokens", help="Tokens per answer."),
+    steps: int = typer.Option(3, "--steps", help="Timed steps per setting (after one warm-up)."),
+    backend: str = typer.Option("hf", help="The experts' backend (only their widths are read)."),
+) -> None:
+    """Seconds per gate training step, per variant and train.precision, on random states of the experts'
+    widths (the aux LM is the smallest expert, as `dllg train` picks it)."""
+    from dllg.bench.decode import format_line, machine_line
+    from dllg.bench.gate import bench_gate_training
+    from dllg.experts import ExpertPool
+    from dllg.experts.loading import load_experts
+    from dllg.pipeline.run import smallest_expert_source
+
+    names = list(experts) if experts else (default_experts() or ["world:arith", "world:code"])
+    pool = ExpertPool(load_experts(names, backend=backend))
+    sizes = [e.hidden_size for e in pool.experts]
+    chosen = [(v, {"aux_layers": aux_layers} if v.endswith("aux_lm") else {}) for v in variants.split(",")]
+    print(format_line(machine_line()), flush=True)
+    lines = bench_gate_training(
+        pool.names,
+        sizes,
+        smallest_expert_source(pool),
+        chosen,
+        tuple(precisions.split(",")),  # type: ignore[arg-type]
+        batch_size,
+        tokens,
+        steps,
+    )
+    for line in lines:
+        print(format_line(line), flush=True)
+
+
 @app.command("speculative")
 @user_errors
 def speculative_command(
