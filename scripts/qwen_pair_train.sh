@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Issue 15's gate candidates for the real Qwen2.5-Coder pair, trained on the full label table
+# (configs/qwen-coder-pair-full.yaml: llama.cpp features of the task's reference answers, 10 % of the
+# training prompts held out for validation, bf16 autocast). The first call extracts the features (cached,
+# resumable: about an hour on 2 cores); each gate resumes from its last checkpoint, and one already trained
+# is kept. Run it alone, in the background:
+#
+#   nice -n 10 bash scripts/qwen_pair_train.sh
+#
+# Then choose on the held-out prompts, never on the test sets:
+#   nice -n 10 bash scripts/qwen_pair_eval.sh validation $(bash scripts/qwen_pair_train.sh --methods)
+#   .venv/bin/python scripts/qwen_pair_select.py --methods $(bash scripts/qwen_pair_train.sh --methods)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DLLG=${DLLG:-.venv/bin/dllg}
+RUNS=runs/qwen-coder-pair-full
+# cheapest first (the selection breaks ties toward the cheaper gate): the light gates at the world's
+# learning rate, then the paper's low-rank aux-LM gate (4 layers of the 0.5B) at the paper's
+candidates=(
+  "mlp $RUNS/gate-mlp --set train.lr=0.001"
+  "cross_attn $RUNS/gate-cross_attn --set train.lr=0.001"
+  "lowrank_aux_lm $RUNS/gate"
+)
+
+if [ "${1:-}" = "--methods" ]; then
+  for candidate in "${candidates[@]}"; do
+    read -r _ folder _ <<<"$candidate"
+    printf 'dllg:%s/gate ' "$folder"
+  done
+  echo
+  exit 0
+fi
+
+for candidate in "${candidates[@]}"; do
+  read -r variant folder overrides <<<"$candidate"
+  if [ -f "$folder/gate/gate.json" ]; then
+    echo "kept: $folder/gate"
+    continue
+  fi
+  start=$SECONDS
+  # shellcheck disable=SC2086  # the overrides are words
+  "$DLLG" train --config configs/qwen-coder-pair-full.yaml --set gate.variant="$variant" --out-dir "$folder" \
+    $overrides
+  echo "$variant: $((SECONDS - start)) s wall (features included the first time)"
+done
