@@ -85,6 +85,10 @@ class FeaturesConfig(Strict):
     # "rollout") the first correct expert rollout from the label table.
     reference: Literal["task", "rollout"] = "task"
     max_response_tokens: int = Field(1024, ge=1)
+    # The backend teacher forcing reads the experts on (None: each expert's own). On a native-bf16 CPU hf
+    # (bf16) reads the real pair 2-6x faster than llama.cpp (results/bench/teacher-forcing-backends.txt);
+    # a gate trained on one backend's states and served on another warns (the states differ by ~3 %).
+    backend: Literal["hf", "llamacpp"] | None = None
 
 
 class TrainSection(TrainConfig):

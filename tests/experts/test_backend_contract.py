@@ -72,6 +72,18 @@ def test_step_outputs_are_the_teacher_forced_states(expert):
         )
 
 
+def test_teacher_forcing_from_a_start_reads_the_states_from_there_on(expert):
+    """States from `starts[i]` on (what teacher forcing reads: the response's) are the tail of the full
+    read's, each sequence by its own start (0, the middle, the last position)."""
+    sequences = [p + f.tolist() for p, f in zip(PROMPTS, FOLLOW, strict=True)]
+    starts = [0, 2, len(sequences[2]) - 1]
+    full = expert.sequence_states(sequences)
+    tails = expert.sequence_states(sequences, starts)
+    for whole, tail, start in zip(full, tails, starts, strict=True):
+        assert tail.shape == whole[start:].shape
+        torch.testing.assert_close(tail.double(), whole[start:].double(), **tolerance(expert))
+
+
 def test_a_row_decodes_the_same_beside_others_and_after_rows_left(expert):
     together, _ = decode(expert)
     alone, _ = decode(expert, [PROMPTS[1]], FOLLOW[1:2])

@@ -142,3 +142,23 @@ def test_the_gate_starts_from_the_training_seed(variant):
     assert first.keys() == again.keys()
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert any(not torch.equal(first[k], other[k]) for k in first if "lora" in k or "head" in k)
+
+
+def test_features_backend_switches_every_expert_and_drops_llamacpp_options():
+    from dllg.pipeline.run import feature_experts
+
+    experts = "experts=[{name: a.gguf, backend: llamacpp, llamacpp: {context_tokens: 4096}}, {name: b}]"
+    run = load_config(TINY, [experts])
+    assert feature_experts(run) == run.experts  # unset: as the config names them
+    on_hf = feature_experts(load_config(TINY, [experts, "features.backend=hf"]))
+    assert [(e.name, e.backend, e.llamacpp.context_tokens) for e in on_hf] == [
+        ("a.gguf", "hf", None),
+        ("b", "hf", None),
+    ]
+    on_llama = feature_experts(load_config(TINY, [experts, "features.backend=llamacpp"]))
+    assert [(e.backend, e.llamacpp.context_tokens) for e in on_llama] == [
+        ("llamacpp", 4096),
+        ("llamacpp", None),
+    ]
+    with pytest.raises(DllgError, match=r"features\.backend"):
+        load_config(TINY, ["features.backend=vllm"])

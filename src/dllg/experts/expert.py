@@ -116,8 +116,12 @@ class Expert(ABC):
         """The batch is done: free what its state holds outside Python (llama.cpp's sequences)."""
 
     @abstractmethod
-    def sequence_states(self, sequences: list[list[int]]) -> list[torch.Tensor]:
-        """Teacher forcing: each sequence's (len, d) last-layer hidden states, read in one pass."""
+    def sequence_states(
+        self, sequences: list[list[int]], starts: list[int] | None = None
+    ) -> list[torch.Tensor]:
+        """Teacher forcing: each sequence's last-layer hidden states, read in one pass: (len - start, d)
+        from position `starts[i]` on (default 0). A backend may skip the outputs before the start (llama.cpp
+        then computes no logits there: teacher forcing needs only the response's states)."""
 
     @abstractmethod
     def mean_nll(self, sequences: list[list[int]]) -> torch.Tensor:

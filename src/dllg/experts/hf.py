@@ -162,10 +162,14 @@ class HFExpert(Expert):
         out = self._decoder(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions)
         return out.last_hidden_state
 
-    def sequence_states(self, sequences: list[list[int]]) -> list[torch.Tensor]:
+    def sequence_states(
+        self, sequences: list[list[int]], starts: list[int] | None = None
+    ) -> list[torch.Tensor]:
         ids, mask = right_pad(sequences, self._pad_id())
         hidden = self._hidden_right_padded(ids, mask)
-        return [hidden[row, : len(seq)] for row, seq in enumerate(sequences)]
+        starts = starts or [0] * len(sequences)
+        pairs = zip(sequences, starts, strict=True)
+        return [hidden[row, start : len(seq)] for row, (seq, start) in enumerate(pairs)]
 
     @torch.inference_mode()
     def mean_nll(self, sequences: list[list[int]]) -> torch.Tensor:

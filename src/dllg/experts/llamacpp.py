@@ -304,11 +304,14 @@ class LlamaCppExpert(Expert):
         self._release(state.seqs)
         state.seqs, state.positions = [], []
 
-    def _groups(self, sequences: list[list[int]]) -> list[list[list[int]]]:
-        """Consecutive sequences packed so that a group fits the context's memory and its sequence ids."""
-        groups: list[list[list[int]]] = []
+    def _groups(
+        self, sequences: list[list[int]], starts: list[int]
+    ) -> list[tuple[list[list[int]], list[int]]]:
+        """Consecutive sequences (with their starts) packed so that a group fits the context's memory and
+        its sequence ids."""
+        groups: list[tuple[list[list[int]], list[int]]] = []
         tokens = 0
-        for sequence in sequences:
+        for sequence, start in zip(sequences, starts, strict=True):
             if len(sequence) > self._context_tokens:
                 raise DllgError(
                     f"a sequence of {len(sequence)} tokens does not fit expert {self.name!r}'s llama.cpp "
@@ -316,39 +319,50 @@ class LlamaCppExpert(Expert):
                 )
             if (
                 not groups
-                or len(groups[-1]) == self.max_sequences
+                or len(groups[-1][0]) == self.max_sequences
                 or tokens + len(sequence) > self._context_tokens
             ):
-                groups.append([])
+                groups.append(([], []))
                 tokens = 0
-            groups[-1].append(sequence)
+            groups[-1][0].append(sequence)
+            groups[-1][1].append(start)
             tokens += len(sequence)
         return groups
 
-    def _read(self, sequences: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        """Decode whole sequences, each under its own sequence id; outputs at every position, in order."""
+    def _read(
+        self, sequences: list[list[int]], starts: list[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Decode whole sequences, each under its own sequence id; outputs at every position from
+        `starts[i]` on (default: all), in order. The positions before a start are decoded first, without
+        outputs: no logits are computed or copied there."""
+        starts = starts or [0] * len(sequences)
         logits, hidden = [], []
-        for group in self._groups(sequences):
+        for group, group_starts in self._groups(sequences, starts):
             seqs = self._take(len(group))
             try:
                 items = [
-                    (token, position, seq)
-                    for sequence, seq in zip(group, seqs, strict=True)
+                    (token, position, seq, position >= start)
+                    for sequence, start, seq in zip(group, group_starts, seqs, strict=True)
                     for position, token in enumerate(sequence)
                 ]
-                chunk_logits, chunk_hidden = self._decode(items, outputs=True)
+                self._decode([item[:3] for item in items if not item[3]], outputs=False)
+                tail = [item[:3] for item in items if item[3]]
+                chunk_logits, chunk_hidden = self._decode(tail, outputs=True)
             finally:
                 self._release(seqs)
             logits.append(chunk_logits)
             hidden.append(chunk_hidden)
         return np.concatenate(logits), np.concatenate(hidden)
 
-    def sequence_states(self, sequences: list[list[int]]) -> list[torch.Tensor]:
-        _, hidden = self._read(sequences)
+    def sequence_states(
+        self, sequences: list[list[int]], starts: list[int] | None = None
+    ) -> list[torch.Tensor]:
+        starts = starts or [0] * len(sequences)
+        _, hidden = self._read(sequences, starts)
         states, offset = [], 0
-        for sequence in sequences:
-            states.append(torch.from_numpy(hidden[offset : offset + len(sequence)]))
-            offset += len(sequence)
+        for sequence, start in zip(sequences, starts, strict=True):
+            states.append(torch.from_numpy(hidden[offset : offset + len(sequence) - start]))
+            offset += len(sequence) - start
         return states
 
     def mean_nll(self, sequences: list[list[int]]) -> torch.Tensor:

@@ -178,8 +178,10 @@ class ExpertHost:
         if state is not None:
             self.expert.release(state)
 
-    def sequence_states(self, sequences: list[list[int]]) -> list[torch.Tensor]:
-        return [s.cpu() for s in self.expert.sequence_states(sequences)]
+    def sequence_states(
+        self, sequences: list[list[int]], starts: list[int] | None = None
+    ) -> list[torch.Tensor]:
+        return [s.cpu() for s in self.expert.sequence_states(sequences, starts)]
 
     def mean_nll(self, sequences: list[list[int]]) -> torch.Tensor:
         return self.expert.mean_nll(sequences).cpu()
@@ -339,8 +341,10 @@ class RayExpert(Expert):
     def release(self, state: RemoteState) -> None:
         self._later("release", state.id)
 
-    def sequence_states(self, sequences: list[list[int]]) -> list[torch.Tensor]:
-        return self._wait(self._actor.sequence_states.remote(sequences))
+    def sequence_states(
+        self, sequences: list[list[int]], starts: list[int] | None = None
+    ) -> list[torch.Tensor]:
+        return self._wait(self._actor.sequence_states.remote(sequences, starts))
 
     def mean_nll(self, sequences: list[list[int]]) -> torch.Tensor:
         return self._wait(self._actor.mean_nll.remote(sequences))

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from dllg.config import RunConfig
+from dllg.config import ExpertSpec, LlamaCppOptions, RunConfig
 from dllg.decode import GenerationConfig
 from dllg.decode.prompts import encode_prompt
 from dllg.errors import DllgError
@@ -21,7 +21,7 @@ from dllg.pipeline.train import GateExample, TrainConfig, train_gate
 from dllg.tasks import get_task
 
 
-def load_pool(config: RunConfig) -> ExpertPool:
+def load_pool(config: RunConfig, experts: list[ExpertSpec] | None = None) -> ExpertPool:
     return ExpertPool(
         [
             load_expert(
@@ -34,9 +34,19 @@ def load_pool(config: RunConfig) -> ExpertPool:
                 config.ray.address,
                 e.llamacpp.model_dump(exclude_none=True),
             )
-            for e in config.experts
+            for e in experts or config.experts
         ]
     )
+
+
+def feature_experts(config: RunConfig) -> list[ExpertSpec]:
+    """The experts as teacher forcing reads them: on `features.backend` when it is set (llama.cpp's
+    context options dropped for hf), else as the config names them."""
+    backend = config.features.backend
+    if backend is None:
+        return list(config.experts)
+    switched = {"backend": backend, "llamacpp": LlamaCppOptions()}
+    return [e if e.backend == backend else e.model_copy(update=switched) for e in config.experts]
 
 
 def load_training_examples(config: RunConfig) -> list[TaskExample]:
@@ -105,7 +115,7 @@ def run_train(
         announce_set_aside(set_aside(config.features.dir))
     if fresh:
         announce_set_aside(set_aside(config.train.out_dir))
-    pool = pool or load_pool(config)
+    pool = pool or load_pool(config, feature_experts(config))
     labels = read_labels(config.collect.out)
     if not labels:
         raise DllgError(f"no labels in {config.collect.out}: run `dllg collect --config ...` first")

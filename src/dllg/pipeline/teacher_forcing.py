@@ -14,10 +14,9 @@ def teacher_forced_states(
     where position i's state predicts response token i (T = response length)."""
     if any(not p for p in prompts) or any(not r for r in responses):
         raise DllgError("teacher forcing needs a non-empty prompt and response for every example")
-    sequences = [p + r for p, r in zip(prompts, responses, strict=True)]
-    per_expert = [expert.sequence_states(sequences) for expert in pool.experts]
-    examples = []
-    for row, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
-        start = len(prompt) - 1
-        examples.append([states[row][start : start + len(response)].float().cpu() for states in per_expert])
-    return examples
+    # the last response token predicts nothing: each sequence ends one token early, and its states start at
+    # the prompt's last token (the prompt's other positions need no outputs)
+    sequences = [p + r[:-1] for p, r in zip(prompts, responses, strict=True)]
+    starts = [len(p) - 1 for p in prompts]
+    per_expert = [expert.sequence_states(sequences, starts) for expert in pool.experts]
+    return [[states[row].float().cpu() for states in per_expert] for row in range(len(sequences))]
