@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +12,14 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from dllg.experts.expert import Expert, ExpertOutput
 from dllg.experts.padding import join_masked, left_pad, right_pad, roll_back_masked, trim_masked_columns
+
+
+@functools.cache
+def cache_argument(forward_owner: type) -> str:
+    """The name a decoder's forward takes its KV cache by: transformers 5.24 renamed `past_key_values` to
+    `cache` (the old name warns, and goes in 5.40); earlier 5.x versions know only the old one."""
+    parameters = inspect.signature(forward_owner.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
 
 
 @dataclass
@@ -124,8 +134,8 @@ class HFExpert(Expert):
             input_ids=input_ids.to(device),
             attention_mask=mask,
             position_ids=position_ids.to(device),
-            past_key_values=cache,
             use_cache=True,
+            **{cache_argument(type(self._decoder)): cache},
         )
         hidden = out.last_hidden_state[:, -num_logits:]
         return ExpertOutput(logits=self._logits(hidden), hidden=hidden)

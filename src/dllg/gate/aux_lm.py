@@ -13,6 +13,7 @@ from torch import nn
 from transformers import DynamicCache, PreTrainedModel
 
 from dllg.errors import DllgError
+from dllg.experts.hf import cache_argument
 from dllg.experts.padding import join_masked, roll_back_masked, trim_masked_columns
 from dllg.gate.base import Gate, mlp_head, register_gate
 from dllg.gate.config import GateConfig
@@ -125,8 +126,8 @@ class AuxLMGate(Gate):
                 inputs_embeds=embeds,
                 attention_mask=state.mask,
                 position_ids=positions,
-                past_key_values=state.cache,
                 use_cache=True,
+                **{cache_argument(type(self.aux)): state.cache},
             )
             state.next_position = state.next_position + length
         else:
