@@ -37,6 +37,19 @@ def test_the_world_preset_is_its_experts_and_gate():
     )
 
 
+def test_every_presets_gate_was_trained_for_its_experts_in_order():
+    """A shipped gate read by its preset must fit: a gate for other experts (or another order) is a broken
+    preset, caught here rather than by a user's first `--preset` run."""
+    from dllg.gate.checkpoint import read_gate_config
+    from dllg.plugins import load_plugins
+
+    load_plugins()
+    assert PRESETS
+    for preset in PRESETS.values():
+        config, _ = read_gate_config(preset.gate)
+        assert tuple(config.expert_names) == preset.experts, preset.name
+
+
 def test_another_rule_replaces_the_presets_gate():
     choice = choose_experts(None, "world", "uniform", None)
     assert choice.experts == ["world:arith", "world:code"]
