@@ -39,14 +39,18 @@ def gate_examples(cache: FeatureCache, labels: dict[str, torch.Tensor], ids: lis
     return [GateExample(i, states[i], labels[i]) for i in ids]
 
 
-def test_gate_learns_which_expert_is_right_from_the_prompt(pool, tmp_path):
+def features_split(pool, tmp_path) -> tuple[list[GateExample], list[GateExample], dict]:
+    """The synthetic examples' features (cached under tmp_path), split into training and validation."""
     examples, labels = synthetic(pool)
     cache = extract_features(pool, examples, tmp_path / "features", batch_size=5)
     ids = [e.example_id for e in examples]
     val_ids = [i for i in ids if i.endswith("-2")]
     train = gate_examples(cache, labels, [i for i in ids if i not in val_ids])
-    val = gate_examples(cache, labels, val_ids)
-    meta = pool_meta(pool)
+    return train, gate_examples(cache, labels, val_ids), pool_meta(pool)
+
+
+def test_gate_learns_which_expert_is_right_from_the_prompt(pool, tmp_path):
+    train, val, meta = features_split(pool, tmp_path)
     gate = build_gate(
         GateConfig(variant="mlp", expert_names=meta["experts"], hidden_sizes=meta["hidden_sizes"])
     )
@@ -70,13 +74,7 @@ def test_gate_learns_which_expert_is_right_from_the_prompt(pool, tmp_path):
 def test_bf16_training_learns_and_is_not_resumed_as_fp32(pool, tmp_path):
     """train.precision=bf16 runs the gate's forward under bf16 autocast (its weights come out bf16-rounded)
     and still learns; a bf16 run folder is another run than an fp32 one."""
-    examples, labels = synthetic(pool)
-    cache = extract_features(pool, examples, tmp_path / "features", batch_size=5)
-    ids = [e.example_id for e in examples]
-    val_ids = [i for i in ids if i.endswith("-2")]
-    train = gate_examples(cache, labels, [i for i in ids if i not in val_ids])
-    val = gate_examples(cache, labels, val_ids)
-    meta = pool_meta(pool)
+    train, val, meta = features_split(pool, tmp_path)
     config = GateConfig(variant="mlp", expert_names=meta["experts"], hidden_sizes=meta["hidden_sizes"])
     gate = build_gate(config)
     seen = []
