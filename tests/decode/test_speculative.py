@@ -11,7 +11,7 @@ from dllg.decode import GenerationConfig, generate
 from dllg.decode.drafting import Drafter, NgramDrafter, make_drafter
 from dllg.errors import DllgError
 from dllg.experts import ExpertPool
-from dllg.fusion import RULES
+from dllg.fusion import RULES, make_rule
 from dllg.gate import GATES
 from dllg.tiny import tiny_expert, tiny_tokenizer
 
@@ -113,17 +113,21 @@ def test_auto_speculates_only_where_it_was_measured_to_pay(pool):
     assert auto.resolve(["hf", "llamacpp"]).name == "none" and isinstance(
         auto.resolve(["llamacpp"]), NoDrafter
     )
-    assert auto.resolve(["hf", "hf"]).name == "ngram"
+    assert auto.resolve(["hf", "hf"]).name == "expert" and auto.resolve(["hf", "hf"]).greedy_only
+    assert auto.resolve(["hf"]).name == "ngram" and auto.resolve(["hf"]).max_rows == 1
     prompts = [pool.tokenizer(p)["input_ids"] for p in PROMPTS[:12]]
     factory = lambda: build_rule("uniform", None, pool, {})  # noqa: E731
+    plain = in_batches(pool, factory, prompts, 4, drafter="none")
     alone = in_batches(pool, factory, prompts, 1, drafter="auto")
     batched = in_batches(pool, factory, prompts, 4, drafter="auto")
-    assert sum(g.drafted for g in alone) > 0  # one greedy sequence at a time on HF experts: drafts
-    assert [g.token_ids for g in alone] == [g.token_ids for g in batched]
-    # drafting starts only once a batch is down to one row: far fewer drafts than alone
-    assert sum(g.drafted for g in batched) < sum(g.drafted for g in alone)
+    assert sum(g.drafted for g in alone) > 0 and sum(g.drafted for g in batched) > 0  # greedy on HF: drafts
+    assert [g.token_ids for g in alone] == [g.token_ids for g in batched] == [g.token_ids for g in plain]
     sampled = GenerationConfig(max_new_tokens=14, temperature=0.8, seed=3)
     assert all(g.drafted == 0 for g in generate(pool, factory(), prompts[:1], sampled, drafter="auto"))
+    # one expert alone: n-grams, one sequence at a time
+    single = lambda: make_rule("single", expert=0)  # noqa: E731
+    assert sum(g.drafted for g in in_batches(pool, single, prompts, 1, drafter="auto")) > 0
+    assert sum(g.drafted for g in in_batches(pool, single, prompts[:2], 2, drafter="none")) == 0
 
 
 def test_the_cli_drafts_and_prints_the_same_answer():
