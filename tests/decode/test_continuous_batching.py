@@ -163,3 +163,28 @@ def test_a_long_running_batch_keeps_only_the_columns_its_rows_read(pool):
     assert len(widths) > max(longest) + 10
     for a, b in zip(alone, joined, strict=False):
         assert a.token_ids == b.token_ids
+
+
+@pytest.mark.parametrize("drafter", ["none", "expert"])
+def test_a_request_gets_its_first_token_from_the_next_step_when_the_batch_has_room(pool, drafter):
+    """Streaming's promise: a request that arrives while a batch runs is prefilled at the next step and
+    gets its first token from that same step (one step later when drafting: a step whose drafts are still
+    to be scored lets no one join, and it drafts no more while a request waits); with the batch full it
+    waits for a row to leave."""
+    decoder = Decoder(pool, build_rule("uniform", None, pool, {}), drafter, max_rows=2)
+    long = GenerationConfig(max_new_tokens=60)  # no row finishes meanwhile, drafts or not
+    first = decoder.submit(encode(pool, PROMPTS[:1]), long)[0]
+    for _ in range(3):
+        decoder.step()
+    joining = decoder.submit(encode(pool, PROMPTS[1:2]), long)[0]
+    steps = 0
+    while True:
+        steps += 1
+        got = {u.request: u.tokens for u in decoder.step()}
+        assert got[first]  # the running row goes on meanwhile
+        if got.get(joining):
+            break
+    assert steps == (1 if drafter == "none" else 2)
+    waiting = decoder.submit(encode(pool, PROMPTS[2:3]), long)[0]  # two rows run: no room
+    assert waiting not in {u.request for u in decoder.step()} and decoder.waiting == 1
+    decoder.close()
