@@ -345,8 +345,10 @@ class LlamaCppExpert(Expert):
                     for sequence, start, seq in zip(group, group_starts, seqs, strict=True)
                     for position, token in enumerate(sequence)
                 ]
-                self._decode([item[:3] for item in items if not item[3]], outputs=False)
+                head = [item[:3] for item in items if not item[3]]
                 tail = [item[:3] for item in items if item[3]]
+                if head:
+                    self._decode(head, outputs=False)
                 chunk_logits, chunk_hidden = self._decode(tail, outputs=True)
             finally:
                 self._release(seqs)
