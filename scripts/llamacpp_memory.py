@@ -16,7 +16,8 @@ import sys
 PAIR = ("qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct")
 Q8_KV = {"cache_type_k": "q8_0", "cache_type_v": "q8_0"}
 SETTINGS: list[dict[str, object]] = [
-    {},
+    {},  # the KV memory starts at 4096 cells and grows when a batch needs more
+    {"context_tokens": 16384},  # fixed: the default before it grew
     {"batch_tokens": 128},
     {"context_tokens": 8192},
     {"context_tokens": 8192, "batch_tokens": 128},

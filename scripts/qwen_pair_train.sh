@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Issue 15's gate candidates for the real Qwen2.5-Coder pair, trained on the full label table
-# (configs/qwen-coder-pair-full.yaml: llama.cpp features of the task's reference answers, 10 % of the
-# training prompts held out for validation, bf16 autocast). The first call extracts the features (cached,
+# (configs/qwen-coder-pair-full.yaml: teacher-forced HF bf16 features of each expert's own answers, 10 % of
+# the training prompts held out for validation, bf16 autocast). The first call extracts the features (cached,
 # resumable: about an hour on 2 cores); each gate resumes from its last checkpoint, and one already trained
 # is kept. Run it alone, in the background:
 #
 #   nice -n 10 bash scripts/qwen_pair_train.sh
+#
+# Each trained gate (only what it adds: its aux-LM backbone is the fetched 0.5B) is copied with its training
+# log to results/qwen-coder-pair/gates/VARIANT, committed: later sessions evaluate it from there without
+# training again (the run folder under runs/ does not outlive the machine).
 #
 # Then choose on the held-out prompts, never on the test sets:
 #   nice -n 10 bash scripts/qwen_pair_eval.sh validation $(bash scripts/qwen_pair_train.sh --methods)
@@ -14,6 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DLLG=${DLLG:-.venv/bin/dllg}
 RUNS=runs/qwen-coder-pair-full
+KEPT=results/qwen-coder-pair/gates
 # cheapest first (the selection breaks ties toward the cheaper gate): the light gates at the world's
 # learning rate (1000 steps: ~0.2 s each), then the paper's low-rank aux-LM gate (4 layers of the 0.5B) at
 # the paper's, for 400 steps of 32 answers (~18 passes over the ~726 training answers; at ~8 s a step for
@@ -26,8 +31,8 @@ candidates=(
 
 if [ "${1:-}" = "--methods" ]; then
   for candidate in "${candidates[@]}"; do
-    read -r _ folder _ <<<"$candidate"
-    printf 'dllg:%s/gate ' "$folder"
+    read -r variant _ <<<"$candidate"
+    printf 'dllg:%s/%s ' "$KEPT" "$variant"
   done
   echo
   exit 0
@@ -35,8 +40,8 @@ fi
 
 for candidate in "${candidates[@]}"; do
   read -r variant folder overrides <<<"$candidate"
-  if [ -f "$folder/gate/gate.json" ]; then
-    echo "kept: $folder/gate"
+  if [ -f "$KEPT/$variant/gate.json" ]; then
+    echo "kept: $KEPT/$variant"
     continue
   fi
   start=$SECONDS
@@ -44,4 +49,8 @@ for candidate in "${candidates[@]}"; do
   "$DLLG" train --config configs/qwen-coder-pair-full.yaml --set gate.variant="$variant" --out-dir "$folder" \
     $overrides
   echo "$variant: $((SECONDS - start)) s wall (features included the first time)"
+  mkdir -p "$KEPT/$variant.partial"
+  cp "$folder"/gate/gate.json "$folder"/gate/gate.safetensors "$folder"/log.jsonl "$folder"/run.json \
+    "$KEPT/$variant.partial/"
+  rm -rf "${KEPT:?}/$variant" && mv "$KEPT/$variant.partial" "$KEPT/$variant"
 done

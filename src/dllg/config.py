@@ -42,7 +42,7 @@ class TrainConfig(Strict):
 class LlamaCppOptions(Strict):
     """The llama.cpp context of one expert (None: the backend's default); see scripts/llamacpp_memory.py."""
 
-    context_tokens: int | None = Field(None, ge=64)  # KV cells for all rows together (default 16384)
+    context_tokens: int | None = Field(None, ge=64)  # KV cells for all rows, fixed (default: grow)
     batch_tokens: int | None = Field(None, ge=1)  # tokens per llama_decode; compute buffers scale with it
     cache_type_k: Literal["f16", "q8_0"] | None = None  # q8_0: about half the KV memory; logits change
     cache_type_v: Literal["f16", "q8_0"] | None = None

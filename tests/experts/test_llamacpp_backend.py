@@ -278,3 +278,53 @@ def test_a_run_config_sets_an_experts_llamacpp_context(pools, tmp_path):
     )
     with pytest.raises(DllgError, match="cache_type_k"):
         load_config(config)
+
+
+def test_a_growing_context_keeps_its_live_sequences(pools, tmp_path, monkeypatch):
+    """Without a fixed context_tokens the KV memory starts small and doubles when full, copying the live
+    sequences' state across: every step's logits then match those of a context big enough from the start,
+    for the rows decoding when it grew as for the ones that made it grow."""
+    from dllg.experts import llamacpp
+
+    monkeypatch.setattr(llamacpp, "INITIAL_CONTEXT", 64)
+    hf, _ = pools
+    path = export_gguf(hf.experts[0], tmp_path / "small.gguf")
+
+    def run(expert):
+        first, out = expert.prefill([[5, 6, 7] * 30, [8, 9] * 50])  # 190 tokens
+        logits = [out.logits]
+        for token in (11, 12, 13):
+            logits.append(expert.step(first, torch.tensor([[token], [token]])).logits)
+        before = expert._context_tokens
+        second, out = expert.prefill([[7, 5] * 60])  # 120 more: past 256 cells, with the first rows live
+        logits.append(out.logits)
+        expert.join(first, second)
+        for token in (14, 15):
+            logits.append(expert.step(first, torch.tensor([[token]] * 3)).logits)
+        expert.release(first)
+        return logits, (before, expert._context_tokens)
+
+    kwargs = {"max_sequences": 4, "batch_tokens": 64}
+    grown, cells = run(llamacpp.LlamaCppExpert("grows", path, hf.tokenizer, **kwargs))
+    fixed, _ = run(llamacpp.LlamaCppExpert("fixed", path, hf.tokenizer, context_tokens=512, **kwargs))
+    assert cells == (256, 512)  # llama.cpp's least for the 64 asked, doubled by the second prefill
+    for ours, theirs in zip(grown, fixed, strict=True):
+        torch.testing.assert_close(ours, theirs, atol=1e-3, rtol=1e-3)
+
+
+def test_a_growing_context_stops_at_the_models_limit(pools, tmp_path, monkeypatch):
+    from dllg.experts import llamacpp
+
+    monkeypatch.setattr(llamacpp, "INITIAL_CONTEXT", 64)
+    hf, _ = pools
+    path = export_gguf(hf.experts[0], tmp_path / "small.gguf")
+    expert = llamacpp.LlamaCppExpert("grows", path, hf.tokenizer, max_sequences=2, batch_tokens=64)
+    assert expert.max_sequence_tokens == 512  # the trained context, not the 64 cells it starts with
+    with pytest.raises(DllgError, match=r"a sequence of 1100 tokens does not fit .* context of 1024"):
+        expert.sequence_states([[5] * 1100])  # past 2 x 512 cells: refused before decoding
+    state, _ = expert.prefill([[5] * 500, [6] * 500])  # 1000 of the 1024 cells it may grow to
+    assert expert._context_tokens == 1024
+    with pytest.raises(DllgError, match=r"context is full"):
+        for _ in range(30):
+            expert.step(state, torch.tensor([[7], [7]]))
+    expert.release(state)

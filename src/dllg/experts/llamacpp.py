@@ -13,16 +13,24 @@ Memory (scripts/llamacpp_memory.py measures it): the tensors llama.cpp repacks f
 others as mapped from the GGUF, resident only where decoding reads them; the KV memory (`context_tokens`
 cells, f16 unless `cache_type_k`/`cache_type_v` say q8_0, which changes the logits); and compute and output
 buffers that fill, in proportion to `batch_tokens`, once a batch with outputs on every token runs.
+
+Unless `context_tokens` fixes it, the KV memory starts small (INITIAL_CONTEXT cells) and doubles when a
+decode finds no room: the live sequences' KV state is copied out, the context remade larger, and the state
+copied back under the same sequence ids. A single short generation then holds a few MB of KV memory, and a
+batch of long ones never fails for want of cells below the model's own limit (max_sequences x its trained
+context).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib
 import logging
 import mmap
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +45,10 @@ from dllg.experts.expert import Expert, ExpertOutput
 INSTALL_HINT = "pip install 'dllg[llamacpp]' (llama-cpp-python builds from source: ~10 min on 2 cores)"
 # KV memory types offered: f16 (llama.cpp's default) and q8_0 (about half the memory; logits change).
 CACHE_TYPES = ("f16", "q8_0")
+# The KV cells a growable context starts with: a prompt and ~3k new tokens at batch 1 fit without a regrow.
+INITIAL_CONTEXT = 4096
+# llama_decode's return code when the KV memory has no room for the batch (nothing of it was decoded).
+NO_KV_SLOT = 1
 
 
 def import_llama_cpp() -> Any:
@@ -52,6 +64,18 @@ def _quiet(llama_cpp: Any) -> None:
     logs through its `llama-cpp-python` logger once its `_logger` module is imported."""
     importlib.import_module("llama_cpp._logger")
     logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def _silenced() -> Iterator[None]:
+    """llama.cpp's own logs off for a while: what it would report there, the caller handles or raises."""
+    logger = logging.getLogger("llama-cpp-python")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _cache_type(llama: Any, name: str, which: str) -> int:
@@ -98,7 +122,7 @@ class LlamaCppExpert(Expert):
         gguf_file: str | Path,
         tokenizer: PreTrainedTokenizerBase,
         source: str | None = None,
-        context_tokens: int = 16384,
+        context_tokens: int | None = None,
         max_sequences: int = 16,
         threads: int | None = None,
         batch_tokens: int = 512,
@@ -122,8 +146,12 @@ class LlamaCppExpert(Expert):
         self._rows = llama.llama_vocab_n_tokens(self._vocab)
         self._width = llama.llama_model_n_embd(self._model)
         threads = threads or max(1, torch.get_num_threads())
+        trained = int(llama.llama_model_n_ctx_train(self._model))
+        # None: grow on demand up to what max_sequences sequences of the trained length could need
+        self._growable = context_tokens is None
+        self._context_cap = context_tokens or max_sequences * (trained if trained > 0 else INITIAL_CONTEXT)
         params = llama.llama_context_default_params()
-        params.n_ctx = context_tokens
+        params.n_ctx = context_tokens or min(INITIAL_CONTEXT, self._context_cap)
         params.n_batch = batch_tokens
         params.n_ubatch = batch_tokens
         params.n_seq_max = max_sequences
@@ -135,21 +163,60 @@ class LlamaCppExpert(Expert):
         params.type_k, params.type_v = type_k, type_v
         if cache_type_v != "f16":  # a quantized V needs flash attention: on, as "auto" makes it on the CPU
             params.flash_attn_type = llama.LLAMA_FLASH_ATTN_TYPE_ENABLED
-        self._ctx = llama.llama_init_from_model(self._model, params)
-        if not self._ctx:
-            raise DllgError(
-                f"llama.cpp cannot make a context for {self.gguf_file} (n_ctx={context_tokens}, KV "
-                f"{cache_type_k}/{cache_type_v}): lower context_tokens, or use f16 KV memory (q8_0 needs "
-                "head sizes that are multiples of 32)"
-            )
-        self._memory = llama.llama_get_memory(self._ctx)
+        self._params = params
+        self._kv_types = f"{cache_type_k}/{cache_type_v}"
+        self._ctx = None
+        self._make_context(params.n_ctx)
         self._batch_tokens = batch_tokens
-        self._context_tokens = llama.llama_n_ctx(self._ctx)  # what llama.cpp made of context_tokens
         self._batch = llama.llama_batch_init(batch_tokens, 0, 1)
         self._free = list(range(max_sequences))
-        self._embeddings_on = True
         self.max_sequences = max_sequences
         super().__init__(name, tokenizer, source)
+
+    def _make_context(self, cells: int) -> None:
+        """A context of `cells` KV cells in place of the current one (freed first: both at once could
+        exceed the memory the larger alone fits in)."""
+        llama = self._llama
+        if self._ctx:
+            llama.llama_free(self._ctx)
+            self._ctx = None
+        self._params.n_ctx = cells
+        with _silenced():  # notes on every context made (pooling, sizes): a failure is raised below
+            self._ctx = llama.llama_init_from_model(self._model, self._params)
+        if not self._ctx:
+            raise DllgError(
+                f"llama.cpp cannot make a context for {self.gguf_file} (n_ctx={cells}, KV "
+                f"{self._kv_types}): lower context_tokens, or use f16 KV memory (q8_0 needs head sizes that "
+                "are multiples of 32)"
+            )
+        self._memory = llama.llama_get_memory(self._ctx)
+        self._context_tokens = llama.llama_n_ctx(self._ctx)  # what llama.cpp made of the cells asked for
+        if not self._growable:
+            self._context_cap = self._context_tokens
+        self._embeddings_on = True  # a new context starts with the parameters' embeddings on
+
+    def _grow(self, needed: int) -> bool:
+        """Double the KV memory (at least `needed` more cells, at most the cap), keeping every live
+        sequence's KV state under its id; False when it cannot grow."""
+        if not self._growable or self._context_tokens >= self._context_cap:
+            return False
+        llama = self._llama
+        live = sorted(set(range(self.max_sequences)) - set(self._free))
+        saved = {}
+        for seq in live:
+            size = llama.llama_state_seq_get_size(self._ctx, seq)
+            buffer = (ctypes.c_uint8 * size)()
+            llama.llama_state_seq_get_data(self._ctx, buffer, size, seq)
+            saved[seq] = buffer
+        cells = min(self._context_cap, max(2 * self._context_tokens, self._context_tokens + needed))
+        self._make_context(cells)
+        for seq, buffer in saved.items():
+            if llama.llama_state_seq_set_data(self._ctx, buffer, len(buffer), seq) == 0:
+                raise DllgError(
+                    f"expert {self.name!r}: llama.cpp could not restore sequence {seq} into a context of "
+                    f"{cells} cells; set llamacpp context_tokens to a fixed size large enough for the run"
+                )
+        return True
 
     def __del__(self) -> None:
         llama = getattr(self, "_llama", None)
@@ -186,7 +253,7 @@ class LlamaCppExpert(Expert):
     @property
     def max_sequence_tokens(self) -> int:
         trained = int(self._llama.llama_model_n_ctx_train(self._model))
-        return min(trained, self._context_tokens) if trained > 0 else self._context_tokens
+        return min(trained, self._context_cap) if trained > 0 else self._context_cap
 
     def parameter_count(self) -> int:
         return int(self._llama.llama_model_n_params(self._model))
@@ -231,7 +298,12 @@ class LlamaCppExpert(Expert):
                 batch.n_seq_id[i] = 1
                 batch.seq_id[i][0] = seq
                 batch.logits[i] = outputs
-            code = llama.llama_decode(self._ctx, batch)
+            with _silenced():  # a full memory is logged as an error here, and grown or reported below
+                code = llama.llama_decode(self._ctx, batch)
+            while code == NO_KV_SLOT and self._grow(len(chunk)):
+                llama.llama_set_embeddings(self._ctx, outputs)  # the new context's flag, as this call wants
+                self._embeddings_on = outputs
+                code = llama.llama_decode(self._ctx, batch)
             if code != 0:
                 raise DllgError(
                     f"llama.cpp could not decode for expert {self.name!r} (code {code}): the context is "
@@ -312,10 +384,10 @@ class LlamaCppExpert(Expert):
         groups: list[tuple[list[list[int]], list[int]]] = []
         tokens = 0
         for sequence, start in zip(sequences, starts, strict=True):
-            if len(sequence) > self._context_tokens:
+            if len(sequence) > self._context_cap:
                 raise DllgError(
                     f"a sequence of {len(sequence)} tokens does not fit expert {self.name!r}'s llama.cpp "
-                    f"context of {self._context_tokens}: shorten it or raise context_tokens"
+                    f"context of {self._context_cap}: shorten it or raise context_tokens"
                 )
             if (
                 not groups
