@@ -123,3 +123,25 @@ def test_serve_and_lm_eval_take_the_preset():
 def test_models_presets_lists_them():
     result = invoke(["models", "presets"])
     assert result.exit_code == 0 and "world:gate" in result.output
+
+
+def test_a_shipped_folder_is_a_preset_of_its_gate_and_a_broken_one_a_clear_error(tmp_path):
+    """dllg.shipped registers each folder holding preset.json + a gate checkpoint as a preset by its name."""
+    import json
+
+    from dllg.gate.checkpoint import load_gate, save_gate
+    from dllg.shipped import read_presets
+    from dllg.tiny import random_gate
+
+    assert read_presets(tmp_path) == []  # no folder, no preset
+    folder = tmp_path / "tiny-duo"
+    save_gate(random_gate(["tiny:0", "tiny:1"], [64, 64]), folder)
+    meta = {"description": "two tiny experts", "experts": ["tiny:0", "tiny:1"], "fetch": []}
+    (folder / "preset.json").write_text(json.dumps(meta))
+    (tmp_path / "not-a-preset").mkdir()  # a folder without preset.json is skipped
+    (preset,) = read_presets(tmp_path)
+    assert preset == Preset("tiny-duo", "two tiny experts", ("tiny:0", "tiny:1"), str(folder), ())
+    assert load_gate(preset.gate).config.expert_names == ["tiny:0", "tiny:1"]
+    (folder / "preset.json").write_text(json.dumps({"experts": ["tiny:0", "tiny:1"]}))
+    with pytest.raises(DllgError, match=r"preset\.json is corrupt .*reinstall dllg"):
+        read_presets(tmp_path)
