@@ -20,6 +20,9 @@ def collect_command(
     fresh: bool = typer.Option(False, "--fresh", help="Start a new table; the old one is renamed, not lost."),
     shard: str = typer.Option(None, "--shard", help=SHARD_HELP),
     ray: str = typer.Option(None, "--ray", help=RAY_HELP),
+    summary: bool = typer.Option(
+        False, "--summary", help="Only print the label table's summary (accuracy, truncation, overlap)."
+    ),
 ) -> None:
     """Each expert answers each training prompt; a verifier labels each answer (resumable)."""
     from dllg.config import load_config
@@ -29,6 +32,9 @@ def collect_command(
     part = Shard.parse(shard) if shard is not None else None
     overrides = list(set_ or []) + ([f"collect.out={out}"] if out else [])
     run = load_config(config, overrides)
+    if summary:
+        print_label_summary(part.path(run.collect.out) if part else run.collect.out)
+        return
     if ray is not None:
         run = run.placed_on_ray(ray)
     if limit is not None:
@@ -39,6 +45,21 @@ def collect_command(
         f"({counts['correct']} correct), {counts['skipped']} already there",
         highlight=False,
     )
+
+
+def print_label_summary(path: str | Path) -> None:
+    from dllg.errors import DllgError
+    from dllg.pipeline.collect import read_labels
+    from dllg.pipeline.label_summary import expert_rows, overlap_rows
+    from dllg.pipeline.report import markdown_table
+
+    labels = read_labels(path)
+    if not labels:
+        raise DllgError(f"no labels in {path}: run `dllg collect --config ...` first")
+    print(f"# Label table {path}: {len(labels)} answers\n")
+    print(markdown_table(expert_rows(labels)))
+    print("Over the examples every expert answered:\n")
+    print(markdown_table(overlap_rows(labels)), end="")
 
 
 @user_errors
