@@ -8,8 +8,7 @@ pooled accuracy, oracle), each method's paired counts against the stronger exper
 highest pooled accuracy (every held-out prompt counts once; the macro average gives the ~10 GSM-Symbolic
 prompts as much say as the ~70 DataFrameBench ones), ties to the cheaper gate (the order given).
 
-    python scripts/qwen_pair_select.py --fraction 0.1 \
-        --methods dllg:runs/qwen-coder-pair-full/mlp/gate dllg:runs/qwen-coder-pair-full/gate/gate
+    python scripts/qwen_pair_select.py --fraction 0.1 --methods $(bash scripts/qwen_pair_train.sh --methods)
 """
 
 import argparse
