@@ -203,7 +203,7 @@ def test_a_run_config_places_its_experts_on_ray(cluster, tmp_path):
 def test_bench_ray_reports_each_actors_compute_and_the_overhead(cluster):
     from dllg.bench.placement import bench_ray
 
-    (row,) = list(bench_ray(NAMES, dtype="float32", batch_sizes=(2,), new_tokens=3, repeats=1))
+    (row,) = list(bench_ray(NAMES, dtype="float32", batch_sizes=(2,), new_tokens=12, repeats=1))
     assert row["batch"] == 2 and row["actor0_compute_ms"] > 0 and row["actor1_compute_ms"] > 0
     slowest = max(row["actor0_compute_ms"], row["actor1_compute_ms"])
     assert abs(row["overhead_ms"] - (row["ray_step_ms"] - slowest)) < 0.02
