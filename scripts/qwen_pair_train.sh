@@ -21,12 +21,12 @@ RUNS=runs/qwen-coder-pair-full
 KEPT=results/qwen-coder-pair/gates
 # cheapest first (the selection breaks ties toward the cheaper gate): the light gates at the world's
 # learning rate (1000 steps: ~0.2 s each), then the paper's low-rank aux-LM gate (4 layers of the 0.5B) at
-# the paper's, for 400 steps of 32 answers (~18 passes over the ~726 training answers; at ~8 s a step for
-# answers of ~500 tokens, bf16, about an hour), its validation loss logged every 50 steps
+# the paper's, for 300 steps of 32 answers (~13 passes over the ~726 training answers; at ~8 s a step for
+# answers of ~500 tokens, bf16, about 40 minutes), its validation loss logged every 50 steps
 candidates=(
   "mlp $RUNS/gate-mlp --set train.lr=0.001"
   "cross_attn $RUNS/gate-cross_attn --set train.lr=0.001"
-  "lowrank_aux_lm $RUNS/gate --set train.steps=400 --set train.eval_every=50 --set train.checkpoint_every=50"
+  "lowrank_aux_lm $RUNS/gate --set train.steps=300 --set train.eval_every=50 --set train.checkpoint_every=50"
 )
 
 if [ "${1:-}" = "--methods" ]; then
