@@ -13,6 +13,7 @@ folder is resumed only by the same run, never silently reused for other data.
 import contextlib
 import hashlib
 import json
+import math
 import os
 import random
 import shutil
@@ -33,7 +34,8 @@ TRAINER_STATE = "trainer.pt"  # written last: a checkpoint folder without it is 
 LOG = "log.jsonl"
 RUN = "run.json"
 # Settings that may change between a run and its resumption without changing what was trained so far.
-RESUMABLE_SETTINGS = ("steps", "checkpoint_every", "eval_every", "log_every")
+# settings a run may change when resumed: none changes what a step computes (micro_batch only its padding)
+RESUMABLE_SETTINGS = ("steps", "checkpoint_every", "eval_every", "log_every", "micro_batch")
 
 
 @dataclass
@@ -77,6 +79,34 @@ def masked_mse(
     if form == "pooled":
         return squared_errors(weights, mask, labels).sum() / (mask.sum() * weights.shape[-1])
     return per_response_mse(weights, mask, labels).mean()
+
+
+def length_groups(batch: list[GateExample], size: int | None) -> list[list[GateExample]]:
+    """The batch sorted by answer length and cut into groups of `size` (None: one group, as drawn), so
+    that each group pads to a length close to its own answers'."""
+    if size is None or size >= len(batch):
+        return [batch]
+    ordered = sorted(batch, key=lambda e: e.states[0].shape[0])
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+
+def accumulate_step(gate: Gate, batch: list[GateExample], config: TrainConfig) -> float:
+    """The batch's loss, its gradient accumulated over `length_groups`: each group's share of the batch
+    loss (per response: its responses' sum over the batch size; pooled: its squared errors over the batch's
+    token count) is backpropagated on its own."""
+    tokens = sum(e.states[0].shape[0] for e in batch)
+    total = 0.0
+    for group in length_groups(batch, config.micro_batch):
+        states, mask, labels = collate(group)
+        with forward_precision(gate, config.precision):
+            weights = gate(states, mask.long()).float()
+        if config.loss == "pooled":
+            part = squared_errors(weights, mask, labels).sum() / (tokens * weights.shape[-1])
+        else:
+            part = per_response_mse(weights, mask, labels).sum() / len(batch)
+        part.backward()
+        total += part.item()
+    return total
 
 
 def forward_precision(gate: Gate, precision: Precision) -> contextlib.AbstractContextManager:
@@ -234,31 +264,27 @@ def train_gate(
         for step in range(start_step + 1, config.steps + 1):
             rng = random.Random(config.seed * 1_000_003 + step)
             batch = [train[rng.randrange(len(train))] for _ in range(config.batch_size)]
-            states, mask, labels = collate(batch)
-            with forward_precision(gate, config.precision):
-                weights = gate(states, mask.long())
-            loss = masked_mse(weights.float(), mask, labels, config.loss)
-            if not torch.isfinite(loss):
+            optimizer.zero_grad()
+            loss = accumulate_step(gate, batch, config)
+            if not math.isfinite(loss):
                 raise DllgError(
-                    f"the training loss became {loss.item()} at step {step}: lower train.lr; "
+                    f"the training loss became {loss} at step {step}: lower train.lr; "
                     f"the last good checkpoint is {last_checkpoint(out_dir)}"
                 )
-            optimizer.zero_grad()
-            loss.backward()
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
-            record: dict[str, float] = {"step": step, "loss": round(loss.item(), 6)}
+            record: dict[str, float] = {"step": step, "loss": round(loss, 6)}
             if val and (step % config.eval_every == 0 or step == config.steps):
                 metrics = evaluate(gate, val, config.batch_size, config.loss, config.precision)
                 record.update({k: round(v, 6) for k, v in metrics.items()})
             if step % config.log_every == 0 or len(record) > 2 or step == config.steps:
                 log.write(json.dumps(record) + "\n")
                 log.flush()
-            progress.update(task, completed=step, description=f"training the gate (loss {loss.item():.4f})")
+            progress.update(task, completed=step, description=f"training the gate (loss {loss:.4f})")
             if step % config.checkpoint_every == 0 or step == config.steps:
                 _write_checkpoint(gate, optimizer, step, out_dir)
             if on_step is not None:
-                on_step(step, loss.item())
+                on_step(step, loss)
     final, partial = out_dir / "gate", out_dir / "gate.partial"
     shutil.rmtree(partial, ignore_errors=True)
     save_gate(gate, partial)
