@@ -22,12 +22,14 @@ KEPT=results/qwen-coder-pair/gates
 # cheapest first (the selection breaks ties toward the cheaper gate): the light gates at the world's
 # learning rate (mlp 1000 steps, cross_attn 400: ~0.9 s each here, moving the batch's states; the mlp's
 # validation loss was flat from step 400 on), then the paper's low-rank aux-LM gate (4 layers of the 0.5B) at
-# the paper's, for 300 steps of 32 answers (~13 passes over the ~726 training answers; at ~8 s a step for
-# answers of ~500 tokens, bf16, about 40 minutes), its validation loss logged every 50 steps
+# the paper's, for 150 steps of 32 answers (~7 passes over the 713 training answers), its validation loss
+# logged every 25 steps. A step took ~33 s here (bf16, 2 cores) with the 32 answers padded to the longest
+# (up to 768 tokens, 466 on average); train.micro_batch: 8 pads groups of similar length instead (1.4x fewer
+# padded tokens, 1.8x less attention on these lengths): about 1-1.5 h for the 150 steps
 candidates=(
   "mlp $RUNS/gate-mlp --set train.lr=0.001"
   "cross_attn $RUNS/gate-cross_attn --set train.lr=0.001 --set train.steps=400"
-  "lowrank_aux_lm $RUNS/gate --set train.steps=300 --set train.eval_every=50 --set train.checkpoint_every=50"
+  "lowrank_aux_lm $RUNS/gate --set train.steps=150 --set train.eval_every=25 --set train.checkpoint_every=25"
 )
 
 if [ "${1:-}" = "--methods" ]; then
