@@ -138,7 +138,8 @@ class LlamaCppExpert(Expert):
         self.gguf_file = str(gguf_file)
         model_params = llama.llama_model_default_params()
         model_params.n_gpu_layers = 0
-        self._model = llama.llama_model_load_from_file(self.gguf_file.encode(), model_params)
+        with _silenced():  # notes on the vocabulary and tensors; a failed load is raised below
+            self._model = llama.llama_model_load_from_file(self.gguf_file.encode(), model_params)
         if not self._model:
             raise DllgError(f"llama.cpp cannot load {self.gguf_file}: check that it is a complete GGUF file")
         drop_mapped_pages(self.gguf_file)
