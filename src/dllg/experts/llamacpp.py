@@ -168,6 +168,8 @@ class LlamaCppExpert(Expert):
         self._kv_types = f"{cache_type_k}/{cache_type_v}"
         self._ctx = None
         self._make_context(params.n_ctx)
+        if not self._growable:  # a fixed context holds what llama.cpp made of it (it rounds up)
+            self._context_cap = self._context_tokens
         self._batch_tokens = batch_tokens
         self._batch = llama.llama_batch_init(batch_tokens, 0, 1)
         self._free = list(range(max_sequences))
@@ -192,8 +194,6 @@ class LlamaCppExpert(Expert):
             )
         self._memory = llama.llama_get_memory(self._ctx)
         self._context_tokens = llama.llama_n_ctx(self._ctx)  # what llama.cpp made of the cells asked for
-        if not self._growable:
-            self._context_cap = self._context_tokens
         self._embeddings_on = True  # a new context starts with the parameters' embeddings on
 
     def _grow(self, needed: int) -> bool:

@@ -20,9 +20,8 @@ def expert_rows(labels: Sequence[dict]) -> list[dict]:
     tasks = list(dict.fromkeys(r["task"] for r in labels))
     experts = list(dict.fromkeys(r["expert"] for r in labels))
     rows = []
-    for (task, expert), records in sorted(
-        cells.items(), key=lambda c: (tasks.index(c[0][0]), experts.index(c[0][1]))
-    ):
+    for task, expert in ((t, e) for t in tasks for e in experts if (t, e) in cells):
+        records = cells[(task, expert)]
         truncated = [r for r in records if "finish" in r]
         rows.append(
             {

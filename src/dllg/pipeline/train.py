@@ -33,8 +33,8 @@ from dllg.gate.checkpoint import WEIGHTS, load_trainable
 TRAINER_STATE = "trainer.pt"  # written last: a checkpoint folder without it is incomplete
 LOG = "log.jsonl"
 RUN = "run.json"
-# Settings that may change between a run and its resumption without changing what was trained so far.
-# settings a run may change when resumed: none changes what a step computes (micro_batch only its padding)
+# Settings that may change between a run and its resumption without changing what was trained so far
+# (micro_batch changes only a step's padding, not what it computes).
 RESUMABLE_SETTINGS = ("steps", "checkpoint_every", "eval_every", "log_every", "micro_batch")
 
 
@@ -72,13 +72,24 @@ def per_response_mse(weights: torch.Tensor, mask: torch.Tensor, labels: torch.Te
     return squared_errors(weights, mask, labels).sum((1, 2)) / (mask.sum(1) * weights.shape[-1])
 
 
+def loss_sum(weights: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, form: LossForm) -> torch.Tensor:
+    """The loss's numerator: the per-response means summed (eq. 5), or every token's squared errors summed
+    (pooled); divided by `loss_count` it is the loss."""
+    if form == "pooled":
+        return squared_errors(weights, mask, labels).sum()
+    return per_response_mse(weights, mask, labels).sum()
+
+
+def loss_count(mask: torch.Tensor, labels: torch.Tensor, form: LossForm) -> float:
+    """What `loss_sum` averages over: the responses (eq. 5), or the real tokens times the experts (pooled)."""
+    return float(mask.sum()) * labels.shape[-1] if form == "pooled" else float(labels.shape[0])
+
+
 def masked_mse(
     weights: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, form: LossForm = "per_response"
 ) -> torch.Tensor:
     """The training loss: eq. 5 (mean of per-response means), or pooled over every token of the batch."""
-    if form == "pooled":
-        return squared_errors(weights, mask, labels).sum() / (mask.sum() * weights.shape[-1])
-    return per_response_mse(weights, mask, labels).mean()
+    return loss_sum(weights, mask, labels, form) / loss_count(mask, labels, form)
 
 
 def length_groups(batch: list[GateExample], size: int | None) -> list[list[GateExample]]:
@@ -91,19 +102,15 @@ def length_groups(batch: list[GateExample], size: int | None) -> list[list[GateE
 
 
 def accumulate_step(gate: Gate, batch: list[GateExample], config: TrainConfig) -> float:
-    """The batch's loss, its gradient accumulated over `length_groups`: each group's share of the batch
-    loss (per response: its responses' sum over the batch size; pooled: its squared errors over the batch's
-    token count) is backpropagated on its own."""
-    tokens = sum(e.states[0].shape[0] for e in batch)
+    """The batch's loss, its gradient accumulated over `length_groups`: each group's `loss_sum` over the
+    whole batch's `loss_count` is backpropagated on its own."""
+    groups = [collate(group) for group in length_groups(batch, config.micro_batch)]
+    count = sum(loss_count(mask, labels, config.loss) for _, mask, labels in groups)
     total = 0.0
-    for group in length_groups(batch, config.micro_batch):
-        states, mask, labels = collate(group)
+    for states, mask, labels in groups:
         with forward_precision(gate, config.precision):
             weights = gate(states, mask.long()).float()
-        if config.loss == "pooled":
-            part = squared_errors(weights, mask, labels).sum() / (tokens * weights.shape[-1])
-        else:
-            part = per_response_mse(weights, mask, labels).sum() / len(batch)
+        part = loss_sum(weights, mask, labels, config.loss) / count
         part.backward()
         total += part.item()
     return total
@@ -134,12 +141,8 @@ def evaluate(
         states, mask, labels = collate(examples[start : start + batch_size])
         with forward_precision(gate, precision):
             weights = gate(states, mask.long()).float()
-        if form == "pooled":
-            total += float(squared_errors(weights, mask, labels).sum())
-            count += float(mask.sum()) * weights.shape[-1]
-        else:
-            total += float(per_response_mse(weights, mask, labels).sum())
-            count += len(labels)
+        total += float(loss_sum(weights, mask, labels, form))
+        count += loss_count(mask, labels, form)
         mean = (weights * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
         best = mean.argmax(-1)
         has_correct = labels.sum(-1) > 0
