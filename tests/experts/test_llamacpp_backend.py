@@ -269,7 +269,7 @@ def test_a_run_config_sets_an_experts_llamacpp_context(pools, tmp_path):
     options = "{context_tokens: 512, batch_tokens: 64}"
     config.write_text(f"experts:\n  - name: {path}\n    backend: llamacpp\n    llamacpp: {options}\n")
     (expert,) = load_pool(load_config(config)).experts
-    assert expert._context_tokens == 512 and expert._batch_tokens == 64
+    assert expert._kv.cells == 512 and expert._batch_tokens == 64
     config.write_text(f"experts:\n  - name: {path}\n    llamacpp: {{context_tokens: 512}}\n")
     with pytest.raises(DllgError, match="are for backend llamacpp"):
         load_pool(load_config(config))
@@ -284,9 +284,9 @@ def test_a_growing_context_keeps_its_live_sequences(pools, tmp_path, monkeypatch
     """Without a fixed context_tokens the KV memory starts small and doubles when full, copying the live
     sequences' state across: every step's logits then match those of a context big enough from the start,
     for the rows decoding when it grew as for the ones that made it grow."""
-    from dllg.experts import llamacpp
+    from dllg.experts import llamacpp, llamacpp_context
 
-    monkeypatch.setattr(llamacpp, "INITIAL_CONTEXT", 64)
+    monkeypatch.setattr(llamacpp_context, "INITIAL_CONTEXT", 64)
     hf, _ = pools
     path = export_gguf(hf.experts[0], tmp_path / "small.gguf")
 
@@ -295,14 +295,14 @@ def test_a_growing_context_keeps_its_live_sequences(pools, tmp_path, monkeypatch
         logits = [out.logits]
         for token in (11, 12, 13):
             logits.append(expert.step(first, torch.tensor([[token], [token]])).logits)
-        before = expert._context_tokens
+        before = expert._kv.cells
         second, out = expert.prefill([[7, 5] * 60])  # 120 more: past 256 cells, with the first rows live
         logits.append(out.logits)
         expert.join(first, second)
         for token in (14, 15):
             logits.append(expert.step(first, torch.tensor([[token]] * 3)).logits)
         expert.release(first)
-        return logits, (before, expert._context_tokens)
+        return logits, (before, expert._kv.cells)
 
     kwargs = {"max_sequences": 4, "batch_tokens": 64}
     grown, cells = run(llamacpp.LlamaCppExpert("grows", path, hf.tokenizer, **kwargs))
@@ -313,9 +313,9 @@ def test_a_growing_context_keeps_its_live_sequences(pools, tmp_path, monkeypatch
 
 
 def test_a_growing_context_stops_at_the_models_limit(pools, tmp_path, monkeypatch):
-    from dllg.experts import llamacpp
+    from dllg.experts import llamacpp, llamacpp_context
 
-    monkeypatch.setattr(llamacpp, "INITIAL_CONTEXT", 64)
+    monkeypatch.setattr(llamacpp_context, "INITIAL_CONTEXT", 64)
     hf, _ = pools
     path = export_gguf(hf.experts[0], tmp_path / "small.gguf")
     expert = llamacpp.LlamaCppExpert("grows", path, hf.tokenizer, max_sequences=2, batch_tokens=64)
@@ -323,7 +323,7 @@ def test_a_growing_context_stops_at_the_models_limit(pools, tmp_path, monkeypatc
     with pytest.raises(DllgError, match=r"a sequence of 1100 tokens does not fit .* context of 1024"):
         expert.sequence_states([[5] * 1100])  # past 2 x 512 cells: refused before decoding
     state, _ = expert.prefill([[5] * 500, [6] * 500])  # 1000 of the 1024 cells it may grow to
-    assert expert._context_tokens == 1024
+    assert expert._kv.cells == 1024
     with pytest.raises(DllgError, match=r"context is full"):
         for _ in range(30):
             expert.step(state, torch.tensor([[7], [7]]))

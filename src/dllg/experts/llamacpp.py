@@ -14,26 +14,17 @@ others as mapped from the GGUF, resident only where decoding reads them; the KV 
 cells, f16 unless `cache_type_k`/`cache_type_v` say q8_0, which changes the logits); and compute and output
 buffers that fill, in proportion to `batch_tokens`, once a batch with outputs on every token runs.
 
-Unless `context_tokens` fixes it, the KV memory starts small (INITIAL_CONTEXT cells) and doubles when a
-decode finds no room: the live sequences' KV state is copied out, the context remade larger, and the state
-copied back under the same sequence ids. A single short generation then holds a few MB of KV memory, and a
-batch of long ones never fails for want of cells below the model's own limit (max_sequences x its trained
-context).
+Unless `context_tokens` fixes it, the KV memory grows on demand (llamacpp_context.KvContext).
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import importlib
-import logging
 import mmap
 import os
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -41,47 +32,14 @@ from transformers import PreTrainedTokenizerBase
 
 from dllg.errors import DllgError
 from dllg.experts.expert import Expert, ExpertOutput
-
-INSTALL_HINT = "pip install 'dllg[llamacpp]' (llama-cpp-python builds from source: ~10 min on 2 cores)"
-# KV memory types offered: f16 (llama.cpp's default) and q8_0 (about half the memory; logits change).
-CACHE_TYPES = ("f16", "q8_0")
-# The KV cells a growable context starts with: a prompt and ~3k new tokens at batch 1 fit without a regrow.
-INITIAL_CONTEXT = 4096
-# llama_decode's return code when the KV memory has no room for the batch (nothing of it was decoded).
-NO_KV_SLOT = 1
-
-
-def import_llama_cpp() -> Any:
-    try:
-        import llama_cpp
-    except ImportError as exc:
-        raise DllgError(f"the llama.cpp backend needs llama-cpp-python: {INSTALL_HINT}") from exc
-    return llama_cpp
-
-
-def _quiet(llama_cpp: Any) -> None:
-    """llama.cpp logs every load and context to stderr; keep its errors only. llama-cpp-python routes the
-    logs through its `llama-cpp-python` logger once its `_logger` module is imported."""
-    importlib.import_module("llama_cpp._logger")
-    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
-
-
-@contextlib.contextmanager
-def _silenced() -> Iterator[None]:
-    """llama.cpp's own logs off for a while: what it would report there, the caller handles or raises."""
-    logger = logging.getLogger("llama-cpp-python")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def _cache_type(llama: Any, name: str, which: str) -> int:
-    if name not in CACHE_TYPES:
-        raise DllgError(f"{which}={name!r} is not a KV memory type here: use one of {', '.join(CACHE_TYPES)}")
-    return {"f16": llama.GGML_TYPE_F16, "q8_0": llama.GGML_TYPE_Q8_0}[name]
+from dllg.experts.llamacpp_context import (
+    INITIAL_CONTEXT,
+    KvContext,
+    cache_type,
+    import_llama_cpp,
+    quiet_logs,
+    silenced,
+)
 
 
 def drop_mapped_pages(path: str) -> None:
@@ -130,15 +88,15 @@ class LlamaCppExpert(Expert):
         cache_type_v: str = "f16",
     ) -> None:
         llama = import_llama_cpp()
-        _quiet(llama)
-        type_k = _cache_type(llama, cache_type_k, "cache_type_k")
-        type_v = _cache_type(llama, cache_type_v, "cache_type_v")
+        quiet_logs()
+        type_k = cache_type(llama, cache_type_k, "cache_type_k")
+        type_v = cache_type(llama, cache_type_v, "cache_type_v")
         llama.llama_backend_init()
         self._llama = llama
         self.gguf_file = str(gguf_file)
         model_params = llama.llama_model_default_params()
         model_params.n_gpu_layers = 0
-        with _silenced():  # notes on the vocabulary and tensors; a failed load is raised below
+        with silenced():  # notes on the vocabulary and tensors; a failed load is raised below
             self._model = llama.llama_model_load_from_file(self.gguf_file.encode(), model_params)
         if not self._model:
             raise DllgError(f"llama.cpp cannot load {self.gguf_file}: check that it is a complete GGUF file")
@@ -148,11 +106,7 @@ class LlamaCppExpert(Expert):
         self._width = llama.llama_model_n_embd(self._model)
         threads = threads or max(1, torch.get_num_threads())
         trained = int(llama.llama_model_n_ctx_train(self._model))
-        # None: grow on demand up to what max_sequences sequences of the trained length could need
-        self._growable = context_tokens is None
-        self._context_cap = context_tokens or max_sequences * (trained if trained > 0 else INITIAL_CONTEXT)
         params = llama.llama_context_default_params()
-        params.n_ctx = context_tokens or min(INITIAL_CONTEXT, self._context_cap)
         params.n_batch = batch_tokens
         params.n_ubatch = batch_tokens
         params.n_seq_max = max_sequences
@@ -164,60 +118,15 @@ class LlamaCppExpert(Expert):
         params.type_k, params.type_v = type_k, type_v
         if cache_type_v != "f16":  # a quantized V needs flash attention: on, as "auto" makes it on the CPU
             params.flash_attn_type = llama.LLAMA_FLASH_ATTN_TYPE_ENABLED
-        self._params = params
-        self._kv_types = f"{cache_type_k}/{cache_type_v}"
-        self._ctx = None
-        self._make_context(params.n_ctx)
-        if not self._growable:  # a fixed context holds what llama.cpp made of it (it rounds up)
-            self._context_cap = self._context_tokens
+        # unfixed, it may grow to what max_sequences sequences of the trained length could need
+        cap = max_sequences * (trained if trained > 0 else INITIAL_CONTEXT)
+        label = f"{self.gguf_file} (KV {cache_type_k}/{cache_type_v})"
+        self._kv = KvContext(llama, self._model, params, context_tokens, cap, label)
         self._batch_tokens = batch_tokens
         self._batch = llama.llama_batch_init(batch_tokens, 0, 1)
         self._free = list(range(max_sequences))
         self.max_sequences = max_sequences
         super().__init__(name, tokenizer, source)
-
-    def _make_context(self, cells: int) -> None:
-        """A context of `cells` KV cells in place of the current one (freed first: both at once could
-        exceed the memory the larger alone fits in)."""
-        llama = self._llama
-        if self._ctx:
-            llama.llama_free(self._ctx)
-            self._ctx = None
-        self._params.n_ctx = cells
-        with _silenced():  # notes on every context made (pooling, sizes): a failure is raised below
-            self._ctx = llama.llama_init_from_model(self._model, self._params)
-        if not self._ctx:
-            raise DllgError(
-                f"llama.cpp cannot make a context for {self.gguf_file} (n_ctx={cells}, KV "
-                f"{self._kv_types}): lower context_tokens, or use f16 KV memory (q8_0 needs head sizes that "
-                "are multiples of 32)"
-            )
-        self._memory = llama.llama_get_memory(self._ctx)
-        self._context_tokens = llama.llama_n_ctx(self._ctx)  # what llama.cpp made of the cells asked for
-        self._embeddings_on = True  # a new context starts with the parameters' embeddings on
-
-    def _grow(self, needed: int) -> bool:
-        """Double the KV memory (at least `needed` more cells, at most the cap), keeping every live
-        sequence's KV state under its id; False when it cannot grow."""
-        if not self._growable or self._context_tokens >= self._context_cap:
-            return False
-        llama = self._llama
-        live = sorted(set(range(self.max_sequences)) - set(self._free))
-        saved = {}
-        for seq in live:
-            size = llama.llama_state_seq_get_size(self._ctx, seq)
-            buffer = (ctypes.c_uint8 * size)()
-            llama.llama_state_seq_get_data(self._ctx, buffer, size, seq)
-            saved[seq] = buffer
-        cells = min(self._context_cap, max(2 * self._context_tokens, self._context_tokens + needed))
-        self._make_context(cells)
-        for seq, buffer in saved.items():
-            if llama.llama_state_seq_set_data(self._ctx, buffer, len(buffer), seq) == 0:
-                raise DllgError(
-                    f"expert {self.name!r}: llama.cpp could not restore sequence {seq} into a context of "
-                    f"{cells} cells; set llamacpp context_tokens to a fixed size large enough for the run"
-                )
-        return True
 
     def __del__(self) -> None:
         llama = getattr(self, "_llama", None)
@@ -228,8 +137,8 @@ class LlamaCppExpert(Expert):
         try:
             if getattr(self, "_batch", None) is not None:
                 llama.llama_batch_free(self._batch)
-            if getattr(self, "_ctx", None):
-                llama.llama_free(self._ctx)
+            if getattr(self, "_kv", None) is not None:
+                self._kv.free()
             if getattr(self, "_model", None):
                 llama.llama_model_free(self._model)
         except Exception:
@@ -254,7 +163,7 @@ class LlamaCppExpert(Expert):
     @property
     def max_sequence_tokens(self) -> int:
         trained = int(self._llama.llama_model_n_ctx_train(self._model))
-        return min(trained, self._context_cap) if trained > 0 else self._context_cap
+        return min(trained, self._kv.cap) if trained > 0 else self._kv.cap
 
     def parameter_count(self) -> int:
         return int(self._llama.llama_model_n_params(self._model))
@@ -273,12 +182,15 @@ class LlamaCppExpert(Expert):
             )
         seqs, self._free = self._free[:count], self._free[count:]
         for seq in seqs:
-            self._llama.llama_memory_seq_rm(self._memory, seq, -1, -1)
+            self._kv.drop(seq)
         return seqs
+
+    def _live(self) -> list[int]:
+        return sorted(set(range(self.max_sequences)) - set(self._free))
 
     def _release(self, seqs: list[int]) -> None:
         for seq in seqs:
-            self._llama.llama_memory_seq_rm(self._memory, seq, -1, -1)
+            self._kv.drop(seq)
         self._free.extend(seqs)
 
     def _decode(self, items: list[tuple[int, int, int]], outputs: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -286,9 +198,6 @@ class LlamaCppExpert(Expert):
         (trimmed) and hidden states of every item, in order. A context that outputs embeddings marks every
         token as an output, so a call outputs all of its tokens or none (embeddings switched off)."""
         llama, batch = self._llama, self._batch
-        if outputs != self._embeddings_on:
-            llama.llama_set_embeddings(self._ctx, outputs)
-            self._embeddings_on = outputs
         logits, hidden = [], []
         for start in range(0, len(items), self._batch_tokens):
             chunk = items[start : start + self._batch_tokens]
@@ -299,12 +208,7 @@ class LlamaCppExpert(Expert):
                 batch.n_seq_id[i] = 1
                 batch.seq_id[i][0] = seq
                 batch.logits[i] = outputs
-            with _silenced():  # a full memory is logged as an error here, and grown or reported below
-                code = llama.llama_decode(self._ctx, batch)
-            while code == NO_KV_SLOT and self._grow(len(chunk)):
-                llama.llama_set_embeddings(self._ctx, outputs)  # the new context's flag, as this call wants
-                self._embeddings_on = outputs
-                code = llama.llama_decode(self._ctx, batch)
+            code = self._kv.decode(batch, len(chunk), outputs, self._live)
             if code != 0:
                 raise DllgError(
                     f"llama.cpp could not decode for expert {self.name!r} (code {code}): the context is "
@@ -313,11 +217,11 @@ class LlamaCppExpert(Expert):
             if outputs:
                 shape = (len(chunk), self._rows)
                 logits.append(
-                    np.ctypeslib.as_array(llama.llama_get_logits(self._ctx), shape=shape)[
+                    np.ctypeslib.as_array(llama.llama_get_logits(self._kv.ctx), shape=shape)[
                         :, : self.vocab_size
                     ].copy()
                 )
-                states = llama.llama_get_embeddings(self._ctx)
+                states = llama.llama_get_embeddings(self._kv.ctx)
                 hidden.append(np.ctypeslib.as_array(states, shape=(len(chunk), self._width)).copy())
         if not logits:
             return np.zeros((0, self.vocab_size), np.float32), np.zeros((0, self._width), np.float32)
@@ -370,7 +274,7 @@ class LlamaCppExpert(Expert):
         for row, count in enumerate(counts.tolist()):
             if count:
                 state.positions[row] -= count
-                self._llama.llama_memory_seq_rm(self._memory, state.seqs[row], state.positions[row], -1)
+                self._kv.drop(state.seqs[row], state.positions[row])
 
     def release(self, state: LlamaState) -> None:
         """Free a finished batch's sequences (the loop drops every row when the batch is done)."""
@@ -385,15 +289,15 @@ class LlamaCppExpert(Expert):
         groups: list[tuple[list[list[int]], list[int]]] = []
         tokens = 0
         for sequence, start in zip(sequences, starts, strict=True):
-            if len(sequence) > self._context_cap:
+            if len(sequence) > self._kv.cap:
                 raise DllgError(
                     f"a sequence of {len(sequence)} tokens does not fit expert {self.name!r}'s llama.cpp "
-                    f"context of {self._context_cap}: shorten it or raise context_tokens"
+                    f"context of {self._kv.cap}: shorten it or raise context_tokens"
                 )
             if (
                 not groups
                 or len(groups[-1][0]) == self.max_sequences
-                or tokens + len(sequence) > self._context_tokens
+                or tokens + len(sequence) > self._kv.cells
             ):
                 groups.append(([], []))
                 tokens = 0
