@@ -19,30 +19,16 @@ from dllg.decode import GenerationConfig, generate
 from dllg.decode.prompts import encode_prompt
 from dllg.experts import ExpertPool
 from dllg.experts.loading import load_experts
-from dllg.fusion import FusionInput, FusionOutput, make_rule
+from dllg.fusion import make_rule
+from dllg.fusion.recording import RecordingRule
 from dllg.tasks import get_task
-
-
-class KeepScores:
-    """A rule that keeps the fused scores of its last position (wraps any rule)."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.scores = inner, None
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def fuse(self, inputs: FusionInput) -> FusionOutput:
-        out = self.inner.fuse(inputs)
-        self.scores = out.scores
-        return out
 
 
 def top2_margin(pool: ExpertPool, rule_name: str, sequence: list[int]) -> tuple[float, int, int]:
     """The plain loop's fused scores after `sequence`: the gap between its best two tokens, and those."""
-    keep = KeepScores(make_rule(rule_name))
-    generate(pool, keep, [sequence], GenerationConfig(max_new_tokens=1))
-    top = keep.scores[0].float().topk(2)
+    recorder = RecordingRule(make_rule(rule_name))
+    generate(pool, recorder, [sequence], GenerationConfig(max_new_tokens=1))
+    top = recorder.last_scores[0].float().topk(2)
     return float(top.values[0] - top.values[1]), int(top.indices[0]), int(top.indices[1])
 
 

@@ -16,7 +16,8 @@ from dllg.decode import GenerationConfig, generate
 from dllg.errors import DllgError
 from dllg.experts import ExpertPool
 from dllg.experts.loading import load_expert
-from dllg.fusion import FusionInput, FusionOutput, make_rule
+from dllg.fusion import make_rule
+from dllg.fusion.recording import RecordingRule
 from dllg.tiny import random_gate, tiny_expert, tiny_tokenizer
 
 pytestmark = pytest.mark.skipif(
@@ -50,26 +51,11 @@ def rule(name: str, pool: ExpertPool):
     return make_rule("dllg", gate=gate_for(pool)) if name == "dllg" else make_rule(name)
 
 
-class Capture:
-    """Wraps a rule and keeps the fused scores of the last step."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.scores = inner, None
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def fuse(self, inputs: FusionInput) -> FusionOutput:
-        out = self.inner.fuse(inputs)
-        self.scores = out.scores
-        return out
-
-
 def margin_at(pool: ExpertPool, name: str, prompt: list[int], prefix: list[int]) -> float:
     """The gap between the two best HF fused scores after `prompt + prefix`."""
-    capture = Capture(rule(name, pool))
-    generate(pool, capture, [prompt + prefix], GenerationConfig(max_new_tokens=1))
-    top = capture.scores[0].float().topk(2).values
+    recorder = RecordingRule(rule(name, pool))
+    generate(pool, recorder, [prompt + prefix], GenerationConfig(max_new_tokens=1))
+    top = recorder.last_scores[0].float().topk(2).values
     return float(top[0] - top[1])
 
 

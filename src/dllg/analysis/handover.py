@@ -46,7 +46,8 @@ from dllg.decode.prompts import encode_prompt
 from dllg.errors import DllgError
 from dllg.experts import ExpertPool
 from dllg.experts.loading import load_expert
-from dllg.fusion import FusionInput, FusionOutput, FusionRule, PromptContext, make_rule
+from dllg.fusion import FusionRule, make_rule
+from dllg.fusion.recording import RecordingRule
 from dllg.harness.scoring import score_continuations
 from dllg.pipeline.batching import batches
 from dllg.pipeline.methods import EvalItem, RuleMethod, generate_items, make_method
@@ -209,30 +210,6 @@ def classify(
 
 
 # --- running the models ------------------------------------------------------------------------------
-
-
-class RecordingRule(FusionRule):
-    """A rule that keeps what every `fuse` call of the rule it wraps saw and gave, on the CPU."""
-
-    def __init__(self, rule: FusionRule) -> None:
-        self.rule = rule
-        self.name = rule.name  # type: ignore[misc]  # the wrapped rule's name, in messages
-        self.needs_prompt_nll = rule.needs_prompt_nll  # type: ignore[misc]
-        self.calls: list[tuple[torch.Tensor, FusionOutput]] = []
-
-    def bind(self, expert_names: list[str]) -> list[int]:
-        return self.rule.bind(expert_names)
-
-    def notice_backends(self, backends: list[str]) -> None:
-        self.rule.notice_backends(backends)
-
-    def start(self, context: PromptContext) -> None:
-        self.rule.start(context)
-
-    def fuse(self, inputs: FusionInput) -> FusionOutput:
-        fused = self.rule.fuse(inputs)
-        self.calls.append((inputs.logits.cpu(), FusionOutput(fused.scores.cpu(), fused.weights.cpu())))
-        return fused
 
 
 @dataclass
