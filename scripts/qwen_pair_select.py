@@ -15,6 +15,9 @@ import argparse
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
+from dllg.analysis.dynamics import weight_matrix
 from dllg.jsonl import read_records
 from dllg.pipeline.holdout import is_validation
 from dllg.pipeline.report import ORACLE, markdown_table, results_table, truncation_table
@@ -64,6 +67,27 @@ def paired_counts(records: list[dict], method: str, reference: str) -> tuple[int
     return sum(a[k] and not b[k] for k in a), sum(b[k] and not a[k] for k in a)
 
 
+def weight_shares(records: list[dict], method: str, experts: list[str]) -> list[str]:
+    """Markdown rows: the method's mean share of the weight per expert (w_k / sum of w over each answer's
+    tokens, averaged over the answers), grouped by which experts' own answers were right: does the gate
+    lean on the expert that was right?"""
+    right = {(r["task"], r["example_id"], r["method"]): int(r["correct"]) for r in records}
+    groups: dict[str, list[np.ndarray]] = defaultdict(list)
+    for r in records:
+        if r["method"] != method or not r.get("weights"):
+            continue
+        weights = weight_matrix(r)
+        shares = (weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)).mean(axis=0)
+        alone = [e.removeprefix("expert:") for e in experts if right[(r["task"], r["example_id"], e)]]
+        groups[" + ".join(alone) or "none"].append(shares)
+    names = [e.removeprefix("expert:") for e in experts]
+    rows = [f"| own answer right | answers | {' | '.join(names)} |", "|:---|---:|" + "---:|" * len(names)]
+    for group, shares in sorted(groups.items()):
+        mean = np.mean(shares, axis=0)
+        rows.append(f"| {group} | {len(shares)} | {' | '.join(f'{v:.3f}' for v in mean)} |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--labels", type=Path, default=RESULTS / "full" / "labels.jsonl")
@@ -100,6 +124,9 @@ def main() -> None:
     for method in args.methods:
         wins, losses = paired_counts(records, method, strongest)
         lines.append(f"- {method}: +{wins} / -{losses}")
+    for method in args.methods:
+        lines += ["", f"{method}: mean share of the weight, by which experts' own answers were right:", ""]
+        lines += weight_shares(records, method, expert_methods)
     best = max(args.methods, key=lambda m: (pooled(records, m)[0], -args.methods.index(m)))
     correct, total = pooled(records, best)
     lines += ["", f"chosen: {best} ({correct}/{total} held-out prompts right)"]
