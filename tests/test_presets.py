@@ -63,7 +63,7 @@ def test_another_rule_replaces_the_presets_gate():
         (["a", "b"], "world", None, None, "name the experts once"),
         (None, "world", None, CONFIG, "name the experts once"),
         (None, "world", "my-gate", None, "--preset world brings its gate: drop --gate"),
-        (None, "no-such", None, None, "no preset called 'no-such': the presets are world"),
+        (None, "no-such", None, None, "no preset called 'no-such': the presets are qwen-coder-duo, world"),
     ],
 )
 def test_naming_the_experts_twice_or_not_at_all_is_refused(experts, preset, gate, config, message):
