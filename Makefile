@@ -10,11 +10,14 @@ LLAMACPP_STAMP := $(VENV)/.dllg-llamacpp
 venv: $(STAMP)
 
 # The llama.cpp backend: llama-cpp-python compiles from source (~10-17 min on 2 cores; pip keeps the wheel).
-# Only the tests need it; the demo runs without it.
+# Only the tests need it; the demo runs without it. Built for this CPU but without Intel AMX: llama.cpp's AMX
+# matrix product crashes on Q4_K_M weights (its issue 20824); the flags are no-ops on CPUs without AMX.
 llamacpp: $(LLAMACPP_STAMP)
 
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 $(LLAMACPP_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[llamacpp]'
+	CMAKE_ARGS="$$CMAKE_ARGS '-DCMAKE_C_FLAGS=$(NO_AMX)' '-DCMAKE_CXX_FLAGS=$(NO_AMX)'" \
+		$(PY) -m pip install --quiet -e '.[llamacpp]'
 	touch $(LLAMACPP_STAMP)
 
 # The code sandbox runs model-written programs under bubblewrap (Debian package `bubblewrap`).

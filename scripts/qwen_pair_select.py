@@ -58,11 +58,17 @@ def oracle(records: list[dict]) -> tuple[int, int]:
     return sum(right.values()), len(right)
 
 
-def paired_counts(records: list[dict], method: str, reference: str) -> tuple[int, int]:
-    """(method right and reference wrong, the reverse) over the examples both have."""
+def correctness(records: list[dict]) -> dict[str, dict[tuple, int]]:
+    """method -> (task, example id) -> 1 if its answer was right."""
     right: dict[str, dict[tuple, int]] = defaultdict(dict)
     for r in records:
         right[r["method"]][(r["task"], r["example_id"])] = int(r["correct"])
+    return right
+
+
+def paired_counts(records: list[dict], method: str, reference: str) -> tuple[int, int]:
+    """(method right and reference wrong, the reverse) over the examples both have."""
+    right = correctness(records)
     a, b = right[method], right[reference]
     return sum(a[k] and not b[k] for k in a), sum(b[k] and not a[k] for k in a)
 
@@ -71,14 +77,14 @@ def weight_shares(records: list[dict], method: str, experts: list[str]) -> list[
     """Markdown rows: the method's mean share of the weight per expert (w_k / sum of w over each answer's
     tokens, averaged over the answers), grouped by which experts' own answers were right: does the gate
     lean on the expert that was right?"""
-    right = {(r["task"], r["example_id"], r["method"]): int(r["correct"]) for r in records}
+    right = correctness(records)
     groups: dict[str, list[np.ndarray]] = defaultdict(list)
     for r in records:
         if r["method"] != method or not r.get("weights"):
             continue
         weights = weight_matrix(r)
         shares = (weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)).mean(axis=0)
-        alone = [e.removeprefix("expert:") for e in experts if right[(r["task"], r["example_id"], e)]]
+        alone = [e.removeprefix("expert:") for e in experts if right[e][(r["task"], r["example_id"])]]
         groups[" + ".join(alone) or "none"].append(shares)
     names = [e.removeprefix("expert:") for e in experts]
     rows = [f"| own answer right | answers | {' | '.join(names)} |", "|:---|---:|" + "---:|" * len(names)]

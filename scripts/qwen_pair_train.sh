@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Issue 15's gate candidates for the real Qwen2.5-Coder pair, trained on the full label table
 # (configs/qwen-coder-pair-full.yaml: teacher-forced HF bf16 features of each training prompt's reference
-# answer, 10 % of the training prompts held out for validation, bf16 autocast). The first call extracts the features (cached,
-# resumable: about an hour on 2 cores); each gate resumes from its last checkpoint, and one already trained
-# is kept. Run it alone, in the background:
+# answer, 10 % of the training prompts held out for validation, bf16 autocast). The first call extracts the
+# features (cached, resumable: about an hour on 2 cores); each gate resumes from its last checkpoint, and one
+# already trained is kept. Run it alone, in the background:
 #
 #   nice -n 10 bash scripts/qwen_pair_train.sh
 #

@@ -314,3 +314,25 @@ def test_a_growing_context_stops_at_the_models_limit(pools, tmp_path, monkeypatc
         for _ in range(30):
             expert.step(state, torch.tensor([[7], [7]]))
     expert.release(state)
+
+
+@pytest.mark.parametrize("amx", [False, True])
+def test_weights_skip_the_crashing_amx_buffers_where_the_cpu_has_amx(wide_gguf, monkeypatch, amx):
+    """llama.cpp's AMX matrix product segfaults on Q4_K_M weights (its issue 20824): on a CPU with AMX the
+    expert loads without the extra weight buffers, elsewhere with them, and answers the same either way."""
+    import llama_cpp
+
+    from dllg.experts.llamacpp import LlamaCppExpert
+
+    path, tokenizer = wide_gguf
+    info = "CPU : AVX2 = 1 | AVX512 = 1 | " + ("AMX_INT8 = 1 | " if amx else "") + "REPACK = 1 | "
+    real_info = llama_cpp.llama_print_system_info
+    monkeypatch.setattr(llama_cpp, "llama_print_system_info", lambda: info.encode())
+    expert = LlamaCppExpert("wide", path, tokenizer, context_tokens=256, max_sequences=2)
+    assert expert.extra_buffers is not amx
+    prompts = [tokenizer(p)["input_ids"] for p in PROMPTS[:2]]
+    _, output = expert.prefill(prompts)
+    monkeypatch.setattr(llama_cpp, "llama_print_system_info", real_info)
+    reference = LlamaCppExpert("wide", path, tokenizer, context_tokens=256, max_sequences=2)
+    _, expected = reference.prefill(prompts)
+    torch.testing.assert_close(output.logits, expected.logits, atol=1e-4, rtol=0)

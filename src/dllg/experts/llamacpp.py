@@ -35,6 +35,7 @@ from dllg.experts.expert import Expert, ExpertOutput
 from dllg.experts.llamacpp_context import (
     INITIAL_CONTEXT,
     KvContext,
+    amx_in_use,
     cache_type,
     import_llama_cpp,
     quiet_logs,
@@ -96,6 +97,9 @@ class LlamaCppExpert(Expert):
         self.gguf_file = str(gguf_file)
         model_params = llama.llama_model_default_params()
         model_params.n_gpu_layers = 0
+        # repacked weight layouts (faster matrix products), except through AMX, which crashes (see amx_in_use)
+        self.extra_buffers = not amx_in_use(llama)
+        model_params.use_extra_bufts = self.extra_buffers
         with silenced():  # notes on the vocabulary and tensors; a failed load is raised below
             self._model = llama.llama_model_load_from_file(self.gguf_file.encode(), model_params)
         if not self._model:

@@ -54,6 +54,13 @@ def silenced() -> Iterator[None]:
         logger.setLevel(level)
 
 
+def amx_in_use(llama: Any) -> bool:
+    """Whether this llama.cpp build would run quantized weights through Intel AMX on this CPU. Its AMX
+    matrix product crashes the process on Q4_K_M weights (llama.cpp issue 20824, unfixed upstream; seen
+    here on a Xeon with AMX_INT8: a segfault on the first decode), so the AMX buffers are then left off."""
+    return "AMX_INT8 = 1" in llama.llama_print_system_info().decode(errors="replace")
+
+
 def cache_type(llama: Any, name: str, which: str) -> int:
     if name not in CACHE_TYPES:
         raise DllgError(f"{which}={name!r} is not a KV memory type here: use one of {', '.join(CACHE_TYPES)}")
