@@ -87,6 +87,31 @@ def test_every_rule_decodes_the_same_tokens_on_ray(pools, gate, name, batch):
         assert (weights.std(0) > 1e-3).all()
 
 
+def test_steps_go_through_compiled_graphs_and_plain_calls_decode_the_same(pools, gate):
+    """The tests above ran on compiled-graph steps; actor calls without them give the very same answers,
+    with rows leaving the batch (their calls not waited for must reach the actor before the next step)."""
+    assert all(e.compiled_steps for e in pools["ray"].experts)
+    plain = ExpertPool([RayExpert(n, "cpu", "float64", compiled_steps=False) for n in NAMES])
+    assert not any(e.compiled_steps for e in plain.experts)
+
+    def run(pool: ExpertPool) -> list[list[int]]:
+        decoder = Decoder(pool, rule_for("dllg", gate))
+        prompts = prompts_of(pool, 4)
+        ids = decoder.submit(prompts[:2], GenerationConfig(max_new_tokens=3))  # these rows leave first
+        ids += decoder.submit(prompts[2:], GenerationConfig(max_new_tokens=8))
+        got: dict[int, list[int]] = {}
+        while decoder.active:
+            got.update((u.request, u.finished.token_ids) for u in decoder.step() if u.finished is not None)
+        decoder.close()
+        return [got[i] for i in ids]
+
+    compiled = run(pools["ray"])
+    assert [len(t) for t in compiled] == [3, 3, 8, 8]
+    assert compiled == run(plain)
+    for expert in plain.experts:
+        expert.close()
+
+
 @pytest.mark.parametrize("speculate", ["ngram", "expert"])
 def test_speculative_steps_roll_back_inside_the_actors(pools, gate, speculate):
     config = GenerationConfig(max_new_tokens=12, speculate=speculate, draft_tokens=3)
@@ -169,6 +194,18 @@ def test_a_dead_actor_is_a_one_line_error_not_a_hang(cluster):
         expert.step(state, torch.tensor([[4]]))
 
 
+def test_an_actor_killed_under_its_compiled_graph_is_a_one_line_error(cluster):
+    expert = RayExpert("tiny:13", "cpu", "float32")
+    assert expert.compiled_steps
+    state, output = expert.prefill([[1, 2, 3]])
+    expert.step(state, output.logits[:, -1].argmax(-1, keepdim=True))
+    ray.kill(expert._actor)  # not close(): the graph is still up, its channel now has no reader
+    with pytest.raises(DllgError, match="Ray actor died"):
+        for _ in range(100):  # until Ray notices; each try fails at once or returns
+            expert.step(state, torch.tensor([[4]]))
+            time.sleep(0.1)
+
+
 def test_generate_with_ray_prints_what_it_prints_in_process(cluster):
     from typer.testing import CliRunner
 
@@ -204,6 +241,8 @@ def test_bench_ray_reports_each_actors_compute_and_the_overhead(cluster):
     from dllg.bench.placement import bench_ray
 
     (row,) = list(bench_ray(NAMES, dtype="float32", batch_sizes=(2,), new_tokens=12, repeats=1))
-    assert row["batch"] == 2 and row["actor0_compute_ms"] > 0 and row["actor1_compute_ms"] > 0
-    slowest = max(row["actor0_compute_ms"], row["actor1_compute_ms"])
-    assert abs(row["overhead_ms"] - (row["ray_step_ms"] - slowest)) < 0.02
+    assert row["batch"] == 2
+    for placement in ("", "plain_"):  # compiled-graph steps, then plain actor calls
+        assert row[f"{placement}actor0_compute_ms"] > 0 and row[f"{placement}actor1_compute_ms"] > 0
+        slowest = max(row[f"{placement}actor0_compute_ms"], row[f"{placement}actor1_compute_ms"])
+        assert abs(row[f"{placement}overhead_ms"] - (row[f"{placement}ray_step_ms"] - slowest)) < 0.02

@@ -1,7 +1,9 @@
 """`dllg bench ray`: the fused loop with every expert in its own Ray actor against the same experts in this
 process, in one run. Per batch size: the fused step in process (torch's threads), the fused step on actors
 (one thread each, the experts stepping at once), each actor's own compute per step (measured inside it), and
-what is left: the round trip (transport, scheduling) plus the driver's fusion and choice."""
+what is left: the round trip (transport, scheduling) plus the driver's fusion and choice. The actors' steps
+go through compiled graphs (the default placement) and, for comparison, as plain actor calls (`plain_*`);
+one set of actors at a time, so that a small machine holds them."""
 
 from __future__ import annotations
 
@@ -57,21 +59,35 @@ def bench_ray(
     repeats: int = 2,
 ) -> Iterator[dict[str, object]]:
     local = ExpertPool(load_experts(list(names), dtype=dtype, backend=backend))
-    remote = ExpertPool([RayExpert(n, "auto", dtype, backend, {"num_cpus": 1}) for n in names])
+    prompts = {batch: encode(local, batch) for batch in batch_sizes}
+    in_process = {
+        batch: step_time(fused_runner(local, rule, prompts[batch]), new_tokens, repeats).step_seconds
+        for batch in batch_sizes
+    }
+    on_actors: dict[str, dict[int, tuple[float, list[float]]]] = {}
+    for placement, compiled in (("", True), ("plain_", False)):
+        remote = ExpertPool(
+            [RayExpert(n, "auto", dtype, backend, {"num_cpus": 1}, compiled_steps=compiled) for n in names]
+        )
+        on_actors[placement] = {
+            batch: actor_step_times(remote, rule, prompts[batch], new_tokens, repeats)
+            for batch in batch_sizes
+        }
+        for expert in remote.experts:
+            expert.close()  # type: ignore[attr-defined]
     for batch in batch_sizes:
-        prompts = encode(local, batch)
-        in_process = step_time(fused_runner(local, rule, prompts), new_tokens, repeats).step_seconds
-        on_actors, per_actor = actor_step_times(remote, rule, prompts, new_tokens, repeats)
-        slowest = max(per_actor)
         row: dict[str, object] = {"batch": batch, "rule": rule, "backend": backend, "new_tokens": new_tokens}
-        row["in_process_step_ms"] = _ms(in_process)
-        row["ray_step_ms"] = _ms(on_actors)
-        for index, seconds in enumerate(per_actor):
-            row[f"actor{index}_compute_ms"] = _ms(seconds)
-        row["overhead_ms"] = _ms(on_actors - slowest)  # round trip + the driver's fusion and choice
-        row["overhead_of_in_process_step"] = round((on_actors - slowest) / in_process, 3)
-        row["ray_step_over_slowest_actor"] = round(on_actors / slowest, 3)
-        row["ray_speed_over_in_process"] = round(in_process / on_actors, 3)
+        row["in_process_step_ms"] = _ms(in_process[batch])
+        for placement, timings in on_actors.items():
+            step, per_actor = timings[batch]
+            slowest = max(per_actor)
+            row[f"{placement}ray_step_ms"] = _ms(step)
+            for index, seconds in enumerate(per_actor):
+                row[f"{placement}actor{index}_compute_ms"] = _ms(seconds)
+            row[f"{placement}overhead_ms"] = _ms(
+                step - slowest
+            )  # round trip + the driver's fusion and choice
+            row[f"{placement}overhead_of_in_process_step"] = round((step - slowest) / in_process[batch], 3)
+            row[f"{placement}ray_step_over_slowest_actor"] = round(step / slowest, 3)
+            row[f"{placement}ray_speed_over_in_process"] = round(in_process[batch] / step, 3)
         yield row
-    for expert in remote.experts:
-        expert.close()  # type: ignore[attr-defined]
