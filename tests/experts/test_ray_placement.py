@@ -36,7 +36,9 @@ def cluster():
 def pools(cluster) -> dict[str, ExpertPool]:
     # float64: the same arithmetic in the actor and here, so tokens and weights must agree exactly
     local = ExpertPool([load_expert(n, "cpu", "float64") for n in NAMES])
-    remote = ExpertPool([RayExpert(n, "cpu", "float64", resources={"num_cpus": 1}) for n in NAMES])
+    remote = ExpertPool(
+        [RayExpert(n, "cpu", "float64", resources={"num_cpus": 1}, compiled_steps=True) for n in NAMES]
+    )
     return {"local": local, "ray": remote}
 
 
@@ -91,8 +93,8 @@ def test_steps_go_through_compiled_graphs_and_plain_calls_decode_the_same(pools,
     """The tests above ran on compiled-graph steps; actor calls without them give the very same answers,
     with rows leaving the batch (their calls not waited for must reach the actor before the next step)."""
     assert all(e.compiled_steps for e in pools["ray"].experts)
-    plain = ExpertPool([RayExpert(n, "cpu", "float64", compiled_steps=False) for n in NAMES])
-    assert not any(e.compiled_steps for e in plain.experts)
+    plain = ExpertPool([RayExpert(n, "cpu", "float64") for n in NAMES])
+    assert not any(e.compiled_steps for e in plain.experts)  # the default for an actor without a GPU
 
     def run(pool: ExpertPool) -> list[list[int]]:
         decoder = Decoder(pool, rule_for("dllg", gate))
@@ -195,7 +197,7 @@ def test_a_dead_actor_is_a_one_line_error_not_a_hang(cluster):
 
 
 def test_an_actor_killed_under_its_compiled_graph_is_a_one_line_error(cluster):
-    expert = RayExpert("tiny:13", "cpu", "float32")
+    expert = RayExpert("tiny:13", "cpu", "float32", compiled_steps=True)
     assert expert.compiled_steps
     state, output = expert.prefill([[1, 2, 3]])
     expert.step(state, output.logits[:, -1].argmax(-1, keepdim=True))

@@ -6,8 +6,10 @@ Only what fusion needs crosses the boundary: logits already trimmed to the share
 trims), and hidden states only while the rule reads them (`Expert.outputs_wanted`); a decoding state stays
 in the actor and the driver holds its id. Calls that return nothing (drop rows, roll back, free) are not
 waited for: an actor runs one caller's calls in order, and their errors surface at the next call that waits.
-A step, the call made every token, goes through a Ray compiled graph (a shared-memory channel to the actor:
-about a fifth of a plain actor call's round trip here) where Ray can compile one, else as a plain call.
+A step, the call made every token, can go through a Ray compiled graph (a shared-memory channel to the
+actor: a shorter round trip than a plain actor call) where Ray can compile one. By default only an actor on a
+GPU does: on CPUs the graph's polling slowed the actors' own compute more than it saved on 2 cores
+(`dllg bench ray`, results/bench/ray-real-pair-llamacpp.txt).
 
   RayExpert("qwen2.5-coder-1.5b-instruct", backend="llamacpp", resources={"num_cpus": 1})
   dllg generate --ray local --experts A B ...            (`--ray ADDRESS` joins a running cluster)
@@ -224,7 +226,7 @@ class RayExpert(Expert):
         resources: dict[str, float] | None = None,
         address: str | None = None,
         llamacpp: dict[str, Any] | None = None,
-        compiled_steps: bool = True,
+        compiled_steps: bool | None = None,
     ) -> None:
         self._ray = ensure_ray(address)
         options = actor_options(resources)
@@ -244,6 +246,8 @@ class RayExpert(Expert):
         self.backend = facts["backend"]  # type: ignore[misc] - the backend running inside the actor
         self._facts = facts
         super().__init__(facts["name"], facts["tokenizer"], facts["source"])
+        if compiled_steps is None:  # where the actor's own compute is not on the CPU that the polling takes
+            compiled_steps = bool(options.get("num_gpus"))
         self._step_graph = self._compile_step() if compiled_steps else None
 
     @property
