@@ -188,3 +188,57 @@ def test_a_request_gets_its_first_token_from_the_next_step_when_the_batch_has_ro
     waiting = decoder.submit(encode(pool, PROMPTS[2:3]), long)[0]  # two rows run: no room
     assert waiting not in {u.request for u in decoder.step()} and decoder.waiting == 1
     decoder.close()
+
+
+def test_a_stream_keeps_max_rows_running_while_prompts_wait_and_yields_each_once(pool, monkeypatch):
+    from dllg.decode import generate_stream
+    from dllg.fusion import make_rule
+
+    prompts = encode(pool, PROMPTS)
+    together = generate(pool, make_rule("uniform"), prompts, CONFIG)
+    after_admit: list[tuple[int, int]] = []  # (running, waiting) as each step starts decoding
+    admit = Decoder._admit
+
+    def watched(self):
+        updates = admit(self)
+        after_admit.append((self.running, self.waiting))
+        return updates
+
+    monkeypatch.setattr(Decoder, "_admit", watched)
+    streamed = list(generate_stream(pool, make_rule("uniform"), prompts, CONFIG, max_rows=3))
+    indices = [i for i, _ in streamed]
+    assert sorted(indices) == list(range(len(prompts)))
+    assert indices != sorted(indices)  # yielded as they finished, not as submitted
+    assert max(r for r, _ in after_admit) == 3
+    # a finished row's place is taken at the next step: never fewer than 3 rows while prompts wait
+    assert all(running == 3 for running, waiting in after_admit if waiting)
+    assert any(waiting for _, waiting in after_admit)
+    for i, generation in streamed:
+        assert generation.token_ids == together[i].token_ids
+
+
+def test_static_rows_gives_each_row_its_own_weights_as_static_does_alone(pool):
+    from dllg.decode import generate_stream
+    from dllg.fusion import make_rule
+    from dllg.fusion.static import RowStatic
+
+    prompts = encode(pool, PROMPTS)
+    weights = [[0.1 + 0.2 * (i % 4), 1.0 - 0.2 * (i % 4)] for i in range(len(prompts))]
+    weights[2] = [1.0, 0.0]  # this row alone runs one expert; in the batch, the other's weight is 0
+    pairs = zip(prompts, weights, strict=True)
+    alone = [generate(pool, make_rule("static", weights=w), [p], CONFIG)[0] for p, w in pairs]
+    assert len({tuple(g.token_ids) for g in alone}) > 1
+    for max_rows in (None, 2):  # all in one batch, and rows joining as others finish
+        for i, generation in generate_stream(pool, RowStatic(weights), prompts, CONFIG, max_rows=max_rows):
+            assert generation.token_ids == alone[i].token_ids, (max_rows, i)
+            torch.testing.assert_close(generation.weights, alone[i].weights)
+
+
+def test_static_rows_refuses_bad_weights_and_more_prompts_than_weights(pool):
+    from dllg.errors import DllgError
+    from dllg.fusion.static import RowStatic
+
+    with pytest.raises(DllgError, match="got 3 weights for 2 experts"):
+        generate(pool, RowStatic([[0.2, 0.3, 0.5]]), encode(pool, PROMPTS[:1]), CONFIG)
+    with pytest.raises(DllgError, match="has weights for 1 prompts: more were submitted"):
+        generate(pool, RowStatic([[0.5, 0.5]]), encode(pool, PROMPTS[:2]), CONFIG)

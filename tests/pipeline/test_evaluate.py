@@ -108,12 +108,12 @@ def test_expert_method_equals_rule_single(pool, tasks, tmp_path):
 def test_a_killed_run_resumes_without_losing_or_duplicating(
     pool, tasks, tmp_path, monkeypatch, kill_at_verification
 ):
-    methods = ["expert:1", "entropy"]  # batches of 2: [2, 1] per method, 4 in all
+    methods = ["expert:1", "entropy"]  # 3 examples each, 2 rows decoding at once
     reference = tmp_path / "reference.jsonl"
     evaluate(pool, methods, tasks, reference, CONFIG, batch_size=2)
 
     out = tmp_path / "records.jsonl"
-    kill_at_verification(evaluate_module, batch=2)
+    kill_at_verification(evaluate_module, batch=3)  # each response is verified as it is done: 2 written
     with pytest.raises(KeyboardInterrupt):
         evaluate(pool, methods, tasks, out, CONFIG, batch_size=2)
     monkeypatch.undo()

@@ -47,7 +47,9 @@ def eval_command(
     limit: int = typer.Option(None, "--limit", help="At most this many examples per task."),
     out: Path = typer.Option(Path("runs/eval/records.jsonl"), "--out", help="The records file (JSONL)."),
     max_new_tokens: int = typer.Option(512, "--max-new-tokens", "-n"),
-    batch_size: int = typer.Option(8, "--batch-size"),
+    batch_size: int = typer.Option(
+        8, "--batch-size", help="Rows decoding at once; a finished row's place goes to the next example."
+    ),
     workers: int = typer.Option(2, "--workers", help="Parallel verifier runs (code sandboxes)."),
     device: str = typer.Option("auto", help="Device for every expert, or one per expert: cpu,cuda:0."),
     dtype: str = typer.Option("auto", help="auto (bf16 on GPU / native-bf16 CPUs, else fp32), bf16, fp32..."),

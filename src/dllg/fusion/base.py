@@ -129,6 +129,13 @@ class WeightedRule(FusionRule):
         return FusionOutput(scores=scores, weights=weights)
 
 
+def broadcast_rows(row_weights: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """(B, K) weights fixed per row, as (..., K) for `logits` (B, [positions,] K, V)."""
+    weights = row_weights.to(logits.device)
+    extra = logits.dim() - 3  # positions between the batch and the experts (drafted tokens)
+    return weights.view(weights.shape[0], *([1] * extra), weights.shape[1]).expand(logits.shape[:-1])
+
+
 def parse_weights(text: str, example: str) -> list[float]:
     """Weights written "0.3,0.7" or "0.3 0.7"; `example` shows how to write them where they were given."""
     try:

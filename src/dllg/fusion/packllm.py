@@ -8,7 +8,7 @@ them (`space="probs"` mixes probability vectors instead).
 
 import torch
 
-from dllg.fusion.base import FusionInput, PromptContext, WeightedRule, register_rule
+from dllg.fusion.base import FusionInput, PromptContext, WeightedRule, broadcast_rows, register_rule
 from dllg.fusion.entropy import check_tau
 
 
@@ -37,9 +37,4 @@ class PackLLM(WeightedRule):
 
     def weights(self, inputs: FusionInput) -> torch.Tensor:
         assert self._row_weights is not None, "start() must run before fuse()"
-        weights = self._row_weights.to(inputs.logits.device)
-        # Broadcast (B, K) over any extra position axis between batch and experts.
-        extra = inputs.logits.dim() - 3
-        return weights.view(weights.shape[0], *([1] * extra), weights.shape[1]).expand(
-            inputs.logits.shape[:-1]
-        )
+        return broadcast_rows(self._row_weights, inputs.logits)

@@ -1,6 +1,7 @@
 """`dllg eval`: methods x task examples -> one JSONL record each, and the results table.
 
-A record per (method, task, split, example_id), appended as each batch is verified:
+A record per (method, task, split, example_id), appended as each response is done and verified (methods that
+generate keep `batch_size` rows decoding, a finished row's place taken by the next example):
 
   {"method", "task", "split", "example_id", "experts", "response", "verdict", "reason", "correct",
    "tokens", "finish", "generation", "expert_weights"[, "method_weights"]}
@@ -10,14 +11,14 @@ A record per (method, task, split, example_id), appended as each batch is verifi
 variance across tokens; `weight_entropy` the mean over tokens of the entropy (nats) of the normalised
 weights; `generation` the settings it was generated with; `expert_weights` the experts' weight
 fingerprints and `method_weights` a digest of the method's gate or router files. A rerun skips every key
-already in the file, so a killed run loses at most the batch in flight and duplicates nothing; a rerun with
+already in the file, so a killed run loses at most the rows in flight and duplicates nothing; a rerun with
 other experts, weights or generation settings is refused. The tables are computed from the records
 (`dllg.pipeline.report`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from dllg.errors import DllgError
 from dllg.experts import ExpertPool
 from dllg.jsonl import read_records
 from dllg.pipeline.methods import EvalItem, Method, MethodOutput, RecordKey, make_method
-from dllg.pipeline.resumable import WorkGroup, append_in_batches, refuse_changed
+from dllg.pipeline.resumable import WorkGroup, append_as_done, refuse_changed
 from dllg.sources.fingerprint import weights_fingerprint
 from dllg.tasks.base import Example, get_task
 from dllg.tasks.scoring import require_verifiers, verify_responses
@@ -151,15 +152,15 @@ def evaluate(
     def group(method: Method, items: list[EvalItem]) -> WorkGroup:
         extra = made_with | ({"method_weights": digests[method.name]} if digests[method.name] else {})
 
-        def run(batch: list[EvalItem]) -> list[dict]:
-            records = _run_batch(pool, method, batch, config, done, workers)
-            return [r | extra for r in records]
+        def stream(items: list[EvalItem], max_rows: int) -> Iterator[list[dict]]:
+            for record in _stream_records(pool, method, items, config, done, workers, max_rows):
+                yield [record | extra]
 
-        return WorkGroup(f"{method.name} on {items[0].task}" if items else method.name, items, run)
+        return WorkGroup(f"{method.name} on {items[0].task}" if items else method.name, items, stream)
 
     groups = [group(method, items) for method, items in _pending(chosen, loaded, done)]
     skipped = sum(len(t.examples) for t in loaded) * len(chosen) - sum(len(g.items) for g in groups)
-    return append_in_batches(
+    return append_as_done(
         out_path,
         groups,
         batch_size,
@@ -193,24 +194,21 @@ def _pending(
     ]
 
 
-def _run_batch(
+def _stream_records(
     pool: ExpertPool,
     method: Method,
-    batch: list[EvalItem],
+    items: list[EvalItem],
     config: GenerationConfig,
     done: dict[RecordKey, dict],
     workers: int,
-) -> list[dict]:
-    outputs = method.run(pool, batch, config, done)
-    if len(outputs) != len(batch):
-        raise DllgError(f"method {method.name!r} gave {len(outputs)} responses for {len(batch)} examples")
-    verdicts = verify_responses(
-        [i.example for i in batch],
-        [o.response for o in outputs],
-        workers,
-        finishes=[o.finish for o in outputs],
-    )
-    return [
-        make_record(method.name, item, output, verdict, pool.names)
-        for item, output, verdict in zip(batch, outputs, verdicts, strict=True)
-    ]
+    max_rows: int,
+) -> Iterator[dict]:
+    """Each item's verified record as soon as its response is done, `max_rows` items in work at once."""
+    seen: set[int] = set()
+    for index, output in method.stream(pool, items, config, done, max_rows):
+        if index in seen or not 0 <= index < len(items):
+            raise DllgError(f"method {method.name!r} gave a second or unknown response (item {index})")
+        seen.add(index)
+        item = items[index]
+        verdict = verify_responses([item.example], [output.response], workers, finishes=[output.finish])[0]
+        yield make_record(method.name, item, output, verdict, pool.names)

@@ -9,24 +9,27 @@ fuses experts. Names are `PREFIX` or `PREFIX:ARGUMENT`: `expert:NAME`, `uniform`
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
-from dllg.decode import Generation, GenerationConfig, generate
+from dllg.decode import Generation, GenerationConfig, generate_stream
 from dllg.decode.prompts import encode_prompt, encode_user_text
 from dllg.errors import DllgError
 from dllg.experts import ExpertPool
 from dllg.fusion import FusionRule, make_rule
 from dllg.fusion.base import parse_weights
+from dllg.fusion.static import RowStatic
 from dllg.plugins import load_plugins
 from dllg.registry import register_unique
 from dllg.sources import resolve_path
 from dllg.sources.fingerprint import folder_digest
 from dllg.tasks.base import Example
 
+T = TypeVar("T")
 RecordKey = tuple[str, str, str, str]  # (method, task, split, example_id): one record each
 
 
@@ -84,21 +87,49 @@ class Method(ABC):
     ) -> list[MethodOutput]:
         """One output per item, in order; `done` holds every record written so far."""
 
+    def stream(
+        self,
+        pool: ExpertPool,
+        items: list[EvalItem],
+        config: GenerationConfig,
+        done: Mapping[RecordKey, dict],
+        max_rows: int,
+    ) -> Iterator[tuple[int, MethodOutput]]:
+        """(item index, output) for every item, as each is ready, at most `max_rows` in work at once.
+        Here: `run` a batch of `max_rows` at a time; methods that generate keep their batch full instead."""
+        for start in range(0, len(items), max_rows):
+            outputs = self.run(pool, items[start : start + max_rows], config, done)
+            yield from enumerate(outputs, start)
+
 
 def encode_items(pool: ExpertPool, items: list[EvalItem]) -> list[list[int]]:
     return [encode_prompt(pool.tokenizer, item.example.messages) for item in items]
 
 
-def generate_items(
-    pool: ExpertPool, rule: FusionRule, items: list[EvalItem], config: GenerationConfig
-) -> list[Generation]:
-    """The items' prompts through the one decode loop; a perplexity-weighted rule scores the user's text."""
+def stream_items(
+    pool: ExpertPool, rule: FusionRule, items: list[EvalItem], config: GenerationConfig, max_rows: int | None
+) -> Iterator[tuple[int, Generation]]:
+    """The items' prompts through the one decode loop, `max_rows` rows at once (continuous batching); a
+    perplexity-weighted rule scores the user's text."""
     scored = (
         [encode_user_text(pool.tokenizer, item.example.messages) for item in items]
         if rule.needs_prompt_nll
         else None
     )
-    return generate(pool, rule, encode_items(pool, items), config, scored)
+    return generate_stream(pool, rule, encode_items(pool, items), config, scored, max_rows=max_rows)
+
+
+def in_order(stream: Iterator[tuple[int, T]], count: int) -> list[T]:
+    """A stream's (index, result) pairs as the list of its `count` results, in index order."""
+    finished = dict(stream)
+    return [finished[i] for i in range(count)]
+
+
+def generate_items(
+    pool: ExpertPool, rule: FusionRule, items: list[EvalItem], config: GenerationConfig
+) -> list[Generation]:
+    """The items' generations in order, all rows in one batch."""
+    return in_order(stream_items(pool, rule, items, config, None), len(items))
 
 
 class RuleMethod(Method):
@@ -126,10 +157,21 @@ class RuleMethod(Method):
         config: GenerationConfig,
         done: Mapping[RecordKey, dict],
     ) -> list[MethodOutput]:
+        return in_order(self.stream(pool, items, config, done, len(items)), len(items))
+
+    def stream(
+        self,
+        pool: ExpertPool,
+        items: list[EvalItem],
+        config: GenerationConfig,
+        done: Mapping[RecordKey, dict],
+        max_rows: int,
+    ) -> Iterator[tuple[int, MethodOutput]]:
         if self._rule is None:
             self.prepare(pool)
-        generations = generate_items(pool, self._rule, items, config)
-        return [MethodOutput.from_generation(g, self.fused) for g in generations]
+        assert self._rule is not None
+        for index, generation in stream_items(pool, self._rule, items, config, max_rows):
+            yield index, MethodOutput.from_generation(generation, self.fused)
 
 
 class DllgStatic(Method):
@@ -161,18 +203,21 @@ class DllgStatic(Method):
         config: GenerationConfig,
         done: Mapping[RecordKey, dict],
     ) -> list[MethodOutput]:
-        # Each response has its own weights; examples that share them share a batch.
-        groups: dict[tuple[float, ...], list[int]] = {}
-        for index, item in enumerate(items):
-            groups.setdefault(tuple(self.mean_weights(item, done)), []).append(index)
-        outputs: list[MethodOutput | None] = [None] * len(items)
-        prompts = encode_items(pool, items)
-        for weights, indices in groups.items():
-            rule = make_rule("static", weights=list(weights))
-            generations = generate(pool, rule, [prompts[i] for i in indices], config)
-            for i, generation in zip(indices, generations, strict=True):
-                outputs[i] = MethodOutput.from_generation(generation, True, static_weights=list(weights))
-        return [o for o in outputs if o is not None]
+        return in_order(self.stream(pool, items, config, done, len(items)), len(items))
+
+    def stream(
+        self,
+        pool: ExpertPool,
+        items: list[EvalItem],
+        config: GenerationConfig,
+        done: Mapping[RecordKey, dict],
+        max_rows: int,
+    ) -> Iterator[tuple[int, MethodOutput]]:
+        # Each response has its own weights, each row of one batch its own (rule static_rows).
+        weights = [self.mean_weights(item, done) for item in items]
+        rule = RowStatic(weights)
+        for index, generation in stream_items(pool, rule, items, config, max_rows):
+            yield index, MethodOutput.from_generation(generation, True, static_weights=weights[index])
 
 
 # --- the registry -------------------------------------------------------------------------------------
