@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Issue 15's evaluation of the real Qwen2.5-Coder pair on the held-out test sets: HumanEval (164), the GSM8K
 # originals of the held-out templates (gsm8k eval: 50) and DataFrameBench test (100); greedy, 768 new tokens,
-# llama.cpp Q4_K_M experts, batch 8. Resumable: rerun the same command after a kill or in the next session
-# (records are appended per batch; what is there is skipped). Long: about an hour per fused method on a
-# 2-core CPU; run it alone, in the background:
+# llama.cpp Q4_K_M experts, 8 rows decoding at once. Resumable: rerun the same command after a kill or in the
+# next session (each record is appended as it is verified; what is there is skipped). Long: hours per fused
+# method on a 2-core CPU; run it alone, in the background:
 #
 #   nice -n 10 bash scripts/qwen_pair_eval.sh baselines     # needs no labels: each expert, the heuristics
-#   nice -n 10 bash scripts/qwen_pair_eval.sh gated GATE... # after training: routers, DLLG, its ablation
+#   nice -n 10 bash scripts/qwen_pair_eval.sh gated METHOD... # after training: routers, DLLG, its ablation
+#   bash scripts/qwen_pair_eval.sh all                      # the whole table, once the records are there
 #   nice -n 10 bash scripts/qwen_pair_eval.sh validation dllg:GATE...  # choose the gate: fused decoding on
 #       the training prompts `dllg train` held out (val_fraction 0.1), never on the test sets; the experts'
 #       validation answers are already in the label table (scripts/qwen_pair_select.py reads both)
@@ -26,6 +27,11 @@ DLLG=${DLLG:-.venv/bin/dllg}
 
 case "${1:-}" in
   baselines) methods=("expert:$SMALL" "expert:$LARGE" uniform entropy packllm majority unite) ;;
+  all)  # every row of issue 15's table: decodes only what the records lack, then writes the whole table
+    methods=("expert:$SMALL" "expert:$LARGE" uniform entropy packllm majority unite
+      router:results/qwen-coder-pair/routers/embedllm router:results/qwen-coder-pair/routers/routerdc
+      dllg:src/dllg/shipped/qwen-coder-duo dllg-static:src/dllg/shipped/qwen-coder-duo)
+    ;;
   gated)
     shift
     [ "$#" -ge 1 ] || { echo "gated: name the method(s), e.g. router:runs/... dllg:GATE dllg-static:GATE" >&2; exit 2; }
@@ -38,7 +44,7 @@ case "${1:-}" in
     OUT=results/qwen-coder-pair/validation/records.jsonl
     TASKS=(gsm_symbolic:train dataframebench:train --holdout 0.1)
     ;;
-  *) echo "usage: $0 baselines | gated METHOD... | validation METHOD..." >&2; exit 2 ;;
+  *) echo "usage: $0 baselines | gated METHOD... | validation METHOD... | all" >&2; exit 2 ;;
 esac
 
 "$DLLG" eval --experts "$SMALL" "$LARGE" --backend llamacpp --methods "${methods[@]}" \
