@@ -77,7 +77,7 @@ def test_collect_stops_before_generating_without_bubblewrap(no_bubblewrap, tmp_p
     def no_generation(*args, **kwargs):
         raise AssertionError("answers were generated before the sandbox was checked")
 
-    monkeypatch.setattr(collect, "generate", no_generation)
+    monkeypatch.setattr(collect, "generate_stream", no_generation)
     config = ROOT / "configs" / "tiny.yaml"
     args = [
         "collect",
