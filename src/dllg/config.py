@@ -50,6 +50,9 @@ class LlamaCppOptions(Strict):
     batch_tokens: int | None = Field(None, ge=1)  # tokens per llama_decode; compute buffers scale with it
     cache_type_k: Literal["f16", "q8_0"] | None = None  # q8_0: about half the KV memory; logits change
     cache_type_v: Literal["f16", "q8_0"] | None = None
+    # growable memory: one KV stream per sequence (True: less attention work at batch > 1, each stream as
+    # long as the longest sequence, slower prefills) or one memory shared by all (False, the default)
+    kv_split: bool | None = None
 
 
 class ExpertSpec(Strict):

@@ -14,7 +14,10 @@ others as mapped from the GGUF, resident only where decoding reads them; the KV 
 cells, f16 unless `cache_type_k`/`cache_type_v` say q8_0, which changes the logits); and compute and output
 buffers that fill, in proportion to `batch_tokens`, once a batch with outputs on every token runs.
 
-Unless `context_tokens` fixes it, the KV memory grows on demand (llamacpp_context.KvContext).
+Unless `context_tokens` fixes it, the KV memory grows on demand (llamacpp_context.KvContext), shared by
+all sequences or (`kv_split`) one stream per sequence: on the real pair at 8 rows of 300-1000 tokens of
+context a step took 0.88-0.92x the time with split streams, and a prefill of the 8 up to 1.16x
+(scripts/bench_llamacpp_kv_layout.py), so one shared memory stays the default.
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ class LlamaCppExpert(Expert):
         batch_tokens: int = 512,
         cache_type_k: str = "f16",
         cache_type_v: str = "f16",
+        kv_split: bool = False,
     ) -> None:
         llama = import_llama_cpp()
         quiet_logs()
@@ -119,16 +123,21 @@ class LlamaCppExpert(Expert):
         params.embeddings = True  # the final-norm hidden state of every output token, beside its logits
         params.pooling_type = llama.LLAMA_POOLING_TYPE_NONE
         params.kv_unified = True  # one memory shared by all sequences: context_tokens in all, not each
+        # (with kv_split a growable memory is one stream per sequence instead: KvContext)
         params.type_k, params.type_v = type_k, type_v
         if cache_type_v != "f16":  # a quantized V needs flash attention: on, as "auto" makes it on the CPU
             params.flash_attn_type = llama.LLAMA_FLASH_ATTN_TYPE_ENABLED
         # unfixed, it may grow to what max_sequences sequences of the trained length could need
-        cap = max_sequences * (trained if trained > 0 else INITIAL_CONTEXT)
+        per_sequence = trained if trained > 0 else INITIAL_CONTEXT
+        cap = per_sequence if kv_split else max_sequences * per_sequence
         label = f"{self.gguf_file} (KV {cache_type_k}/{cache_type_v})"
-        self._kv = KvContext(llama, self._model, params, context_tokens, cap, label)
+        streams = max_sequences if kv_split else 0
+        self._kv = KvContext(llama, self._model, params, context_tokens, cap, label, streams)
         self._batch_tokens = batch_tokens
         self._batch = llama.llama_batch_init(batch_tokens, 0, 1)
         self._free = list(range(max_sequences))
+        # each live sequence's tokens by position: a split memory given more streams decodes them again
+        self._history: dict[int, list[int]] = {}
         self.max_sequences = max_sequences
         super().__init__(name, tokenizer, source)
 
@@ -186,6 +195,14 @@ class LlamaCppExpert(Expert):
             )
         seqs, self._free = self._free[:count], self._free[count:]
         for seq in seqs:
+            self._history.pop(seq, None)
+        longest = max((len(self._history.get(seq, [])) for seq in self._live()), default=0)
+        if self._kv.reserve(max(seqs, default=-1) + 1, longest):  # made anew with more streams, empty
+            self._decode(
+                [(t, p, seq) for seq in self._live() for p, t in enumerate(self._history.get(seq, []))],
+                outputs=False,
+            )
+        for seq in seqs:
             self._kv.drop(seq)
         return seqs
 
@@ -194,8 +211,14 @@ class LlamaCppExpert(Expert):
 
     def _release(self, seqs: list[int]) -> None:
         for seq in seqs:
-            self._kv.drop(seq)
-        self._free.extend(seqs)
+            self._drop(seq)
+        # lowest ids first: a split memory then needs only as many streams as rows decode at once
+        self._free = sorted(self._free + seqs)
+
+    def _drop(self, seq: int, start: int = 0) -> None:
+        """Forget sequence `seq` from position `start` on, in the memory and its history."""
+        self._kv.drop(seq, start)
+        del self._history.setdefault(seq, [])[start:]
 
     def _decode(self, items: list[tuple[int, int, int]], outputs: bool) -> tuple[np.ndarray, np.ndarray]:
         """Decode (token, position, sequence) items in chunks of the batch size; with `outputs`, the logits
@@ -218,6 +241,10 @@ class LlamaCppExpert(Expert):
                     f"llama.cpp could not decode for expert {self.name!r} (code {code}): the context is "
                     "full; lower the batch size or max_new_tokens, or raise context_tokens"
                 )
+            for token, position, seq in chunk:
+                history = self._history.setdefault(seq, [])
+                del history[position:]
+                history.append(token)
             if outputs:
                 shape = (len(chunk), self._rows)
                 logits.append(
@@ -278,7 +305,7 @@ class LlamaCppExpert(Expert):
         for row, count in enumerate(counts.tolist()):
             if count:
                 state.positions[row] -= count
-                self._kv.drop(state.seqs[row], state.positions[row])
+                self._drop(state.seqs[row], state.positions[row])
 
     def release(self, state: LlamaState) -> None:
         """Free a finished batch's sequences (the loop drops every row when the batch is done)."""
@@ -301,7 +328,7 @@ class LlamaCppExpert(Expert):
             if (
                 not groups
                 or len(groups[-1][0]) == self.max_sequences
-                or tokens + len(sequence) > self._kv.cells
+                or not self._kv.packs(tokens, len(sequence))
             ):
                 groups.append(([], []))
                 tokens = 0

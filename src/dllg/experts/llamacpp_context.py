@@ -4,7 +4,8 @@ whose KV memory holds every sequence of a batch.
 Unless its size is fixed, the KV memory starts small (INITIAL_CONTEXT cells) and doubles when a decode finds
 no room: the live sequences' KV state is copied out, the context remade larger, and the state copied back
 under the same sequence ids. A single short generation then holds a few MB of KV memory, and a batch of long
-ones never fails for want of cells below the cap (max_sequences x the model's trained context).
+ones never fails for want of cells below the cap (the model's trained context per sequence). A growable
+memory may also be split, one stream per sequence (KvContext's `streams`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ INSTALL_HINT = "pip install 'dllg[llamacpp]' (llama-cpp-python builds from sourc
 CACHE_TYPES = ("f16", "q8_0")
 # The KV cells a growable context starts with: a prompt and ~3k new tokens at batch 1 fit without a regrow.
 INITIAL_CONTEXT = 4096
+# The fewest KV cells a stream of a split memory is given (llama.cpp pads a context to multiples of 256).
+MIN_STREAM = 256
 # llama_decode's return code when the KV memory has no room for the batch (nothing of it was decoded).
 NO_KV_SLOT = 1
 
@@ -68,55 +71,102 @@ def cache_type(llama: Any, name: str, which: str) -> int:
 
 
 class KvContext:
-    """One llama.cpp context of a loaded model, its KV memory shared by all sequences: `fixed` cells when
-    given, else growing on demand up to `cap`. `params` are the context parameters but the size."""
+    """One llama.cpp context of a loaded model: `fixed` cells shared by all sequences when given, else KV
+    memory growing on demand up to `cap` cells per sequence. `params` are the context parameters but the
+    size.
 
-    def __init__(self, llama: Any, model: Any, params: Any, fixed: int | None, cap: int, label: str) -> None:
+    With `streams` (growable contexts only), each sequence gets its own KV stream (llama.cpp's kv_unified
+    off), all of one size: a token's attention then reads only its own sequence's cells, where one shared
+    memory makes every row of a batch read the cells of all of them (masked), a cost that grows with rows x
+    their total context. The price is memory: every stream is as large as the longest sequence needs.
+    Streams are added as higher sequence ids come into use, up to `streams`; llama.cpp cannot move a
+    sequence's state between layouts of different stream counts, so the memory is then made anew and its
+    owner decodes the live sequences again (`reserve`)."""
+
+    def __init__(
+        self, llama: Any, model: Any, params: Any, fixed: int | None, cap: int, label: str, streams: int = 0
+    ) -> None:
         self._llama, self._model, self._params, self._label = llama, model, params, label
         self.growable = fixed is None
+        self.split = self.growable and streams > 0
+        self.max_streams = streams if self.split else 1
+        self.streams = 1
         self.cap = fixed or cap
         self.ctx = None
-        self._make(fixed or min(INITIAL_CONTEXT, cap))
+        self._make(fixed or min(INITIAL_CONTEXT, cap), 1)
         if not self.growable:  # a fixed context holds what llama.cpp made of it (it rounds up)
             self.cap = self.cells
 
-    def _make(self, cells: int) -> None:
-        """A context of `cells` KV cells in place of the current one (freed first: both at once could
-        exceed the memory the larger alone fits in)."""
+    def _make(self, seq_cells: int, streams: int) -> None:
+        """A context of `seq_cells` KV cells per sequence (all of them, shared, when not split) in place of
+        the current one (freed first: both at once could exceed the memory the larger alone fits in)."""
         llama = self._llama
         self.free()
-        self._params.n_ctx = cells
+        self._params.n_ctx = seq_cells * streams if self.split else seq_cells
+        if self.split:
+            self._params.kv_unified = False
+            self._params.n_seq_max = streams
         with silenced():  # notes on every context made (pooling, sizes): a failure is raised below
             self.ctx = llama.llama_init_from_model(self._model, self._params)
         if not self.ctx:
             raise DllgError(
-                f"llama.cpp cannot make a context of {cells} cells for {self._label}: lower context_tokens, "
-                "or use f16 KV memory (q8_0 needs head sizes that are multiples of 32)"
+                f"llama.cpp cannot make a context of {self._params.n_ctx} cells for {self._label}: lower "
+                "context_tokens, or use f16 KV memory (q8_0 needs head sizes that are multiples of 32)"
             )
         self.memory = llama.llama_get_memory(self.ctx)
         self.cells = llama.llama_n_ctx(self.ctx)  # what llama.cpp made of the cells asked for
+        self.seq_cells = llama.llama_n_ctx_seq(self.ctx) if self.split else self.cells
+        self.streams = streams
         self._outputs = True  # a new context starts with the parameters' embeddings on
 
-    def grow(self, live: Callable[[], list[int]], needed: int) -> bool:
-        """Double the KV memory (at least `needed` more cells, at most the cap), keeping the KV state of
-        each live sequence (`live()` names them) under its id; False when it cannot grow."""
-        if not self.growable or self.cells >= self.cap:
-            return False
+    def _remake(self, live: Callable[[], list[int]], seq_cells: int) -> None:
+        """The context remade with `seq_cells` cells per sequence, keeping the KV state of each live
+        sequence (`live()` names them) under its id."""
         llama = self._llama
         saved = {}
         for seq in live():
+            if llama.llama_memory_seq_pos_max(self.memory, seq) < 0:  # no cells yet: nothing to keep
+                continue
             size = llama.llama_state_seq_get_size(self.ctx, seq)
             buffer = (ctypes.c_uint8 * size)()
             llama.llama_state_seq_get_data(self.ctx, buffer, size, seq)
             saved[seq] = buffer
-        cells = min(self.cap, max(2 * self.cells, self.cells + needed))
-        self._make(cells)
+        self._make(seq_cells, self.streams)
         for seq, buffer in saved.items():
             if llama.llama_state_seq_set_data(self.ctx, buffer, len(buffer), seq) == 0:
                 raise DllgError(
-                    f"{self._label}: llama.cpp could not restore sequence {seq} into a context of {cells} "
-                    "cells; set llamacpp context_tokens to a fixed size large enough for the run"
+                    f"{self._label}: llama.cpp could not restore sequence {seq} into a context of "
+                    f"{self.cells} cells; set llamacpp context_tokens to a fixed size large enough for the "
+                    "run"
                 )
+
+    def reserve(self, sequences: int, longest: int) -> bool:
+        """Room for sequence ids below `sequences`: a split memory adds streams (doubling, at most its
+        maximum) and is then made anew, empty: True, and the caller decodes its live sequences (the longest
+        of `longest` tokens) again. The cells it had are shared out among the streams, so that more streams
+        do not multiply the memory; a stream too short grows later. A shared memory holds every id it was
+        made for already."""
+        if not self.split or sequences <= self.streams:
+            return False
+        streams = self.streams
+        while streams < sequences:
+            streams *= 2
+        streams = min(streams, self.max_streams)
+        self._make(min(self.cap, max(MIN_STREAM, self.cells // streams, longest + 1)), streams)
+        return True
+
+    def packs(self, tokens: int, length: int) -> bool:
+        """Whether a sequence of `length` tokens fits beside `tokens` tokens of other sequences in the
+        memory as it is now (a split memory gives each its own stream, grown when one is too short)."""
+        return self.split or tokens + length <= self.cells
+
+    def grow(self, live: Callable[[], list[int]], needed: int) -> bool:
+        """Double the KV memory (at least `needed` more cells, per sequence when split; at most the cap),
+        keeping the KV state of each live sequence (`live()` names them) under its id; False when it
+        cannot grow."""
+        if not self.growable or self.seq_cells >= self.cap:
+            return False
+        self._remake(live, min(self.cap, max(2 * self.seq_cells, self.seq_cells + needed)))
         return True
 
     def decode(self, batch: Any, tokens: int, outputs: bool, live: Callable[[], list[int]]) -> int:

@@ -36,8 +36,9 @@ def load_expert(
     llamacpp: dict[str, Any] | None = None,
 ) -> Expert:
     """The expert a name means, run by `backend`: "hf" (transformers) or "llamacpp" (a GGUF file, with
-    `llamacpp` context options: context_tokens, batch_tokens, cache_type_k, cache_type_v), in this process or
-    (`placement="ray"`) in a Ray actor given `resources`, on the cluster at `ray_address`."""
+    `llamacpp` context options: context_tokens, batch_tokens, cache_type_k, cache_type_v, kv_split), in
+    this process or (`placement="ray"`) in a Ray actor given `resources`, on the cluster at
+    `ray_address`."""
     if backend not in BACKENDS:
         raise DllgError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
     if placement not in PLACEMENTS:
