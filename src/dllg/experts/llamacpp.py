@@ -136,7 +136,7 @@ class LlamaCppExpert(Expert):
         self._batch_tokens = batch_tokens
         self._batch = llama.llama_batch_init(batch_tokens, 0, 1)
         self._free = list(range(max_sequences))
-        # each live sequence's tokens by position: a split memory given more streams decodes them again
+        # a split memory's live sequences' tokens by position: given more streams, it decodes them again
         self._history: dict[int, list[int]] = {}
         self.max_sequences = max_sequences
         super().__init__(name, tokenizer, source)
@@ -194,14 +194,10 @@ class LlamaCppExpert(Expert):
                 f"{count} were asked for: lower the batch size"
             )
         seqs, self._free = self._free[:count], self._free[count:]
-        for seq in seqs:
-            self._history.pop(seq, None)
-        longest = max((len(self._history.get(seq, [])) for seq in self._live()), default=0)
-        if self._kv.reserve(max(seqs, default=-1) + 1, longest):  # made anew with more streams, empty
-            self._decode(
-                [(t, p, seq) for seq in self._live() for p, t in enumerate(self._history.get(seq, []))],
-                outputs=False,
-            )
+        live = {seq: self._history.get(seq, []) for seq in self._live()}  # the taken ones are empty
+        if self._kv.reserve(max(seqs, default=-1) + 1, max(map(len, live.values()), default=0)):
+            # made anew with more streams, empty: the live sequences are decoded into it again
+            self._decode([(t, p, seq) for seq, tokens in live.items() for p, t in enumerate(tokens)], False)
         for seq in seqs:
             self._kv.drop(seq)
         return seqs
@@ -218,7 +214,7 @@ class LlamaCppExpert(Expert):
     def _drop(self, seq: int, start: int = 0) -> None:
         """Forget sequence `seq` from position `start` on, in the memory and its history."""
         self._kv.drop(seq, start)
-        del self._history.setdefault(seq, [])[start:]
+        del self._history.get(seq, [])[start:]
 
     def _decode(self, items: list[tuple[int, int, int]], outputs: bool) -> tuple[np.ndarray, np.ndarray]:
         """Decode (token, position, sequence) items in chunks of the batch size; with `outputs`, the logits
@@ -241,10 +237,11 @@ class LlamaCppExpert(Expert):
                     f"llama.cpp could not decode for expert {self.name!r} (code {code}): the context is "
                     "full; lower the batch size or max_new_tokens, or raise context_tokens"
                 )
-            for token, position, seq in chunk:
-                history = self._history.setdefault(seq, [])
-                del history[position:]
-                history.append(token)
+            if self._kv.split:  # only a split memory may need its sequences' tokens again
+                for token, position, seq in chunk:
+                    history = self._history.setdefault(seq, [])
+                    del history[position:]
+                    history.append(token)
             if outputs:
                 shape = (len(chunk), self._rows)
                 logits.append(
