@@ -217,6 +217,31 @@ def test_a_stream_keeps_max_rows_running_while_prompts_wait_and_yields_each_once
         assert generation.token_ids == together[i].token_ids
 
 
+def test_a_full_batch_drafts_while_prompts_wait_for_a_place(pool, monkeypatch):
+    """An evaluation queues every prompt at once, so prompts wait nearly all the time: with the batch full
+    nobody can join at the next step, and the rows draft; a place freed by a drafted step is taken one step
+    later. The answers are the plain loop's."""
+    from dllg.decode import generate_stream
+    from dllg.fusion import make_rule
+
+    prompts = encode(pool, PROMPTS)
+    long = GenerationConfig(max_new_tokens=24, stop=("e",))
+    plain = generate(pool, make_rule("uniform"), prompts, long)
+    fed: list[tuple[int, int, int]] = []  # (running, waiting, positions fed per row) at each feed
+    feed = Decoder._feed
+
+    def watched(self):
+        feed(self)
+        fed.append((self.running, self.waiting, self._outputs[0].logits.shape[1]))
+
+    monkeypatch.setattr(Decoder, "_feed", watched)
+    streamed = dict(generate_stream(pool, make_rule("uniform"), prompts, long, drafter="expert", max_rows=3))
+    assert [streamed[i].token_ids for i in range(len(prompts))] == [g.token_ids for g in plain]
+    assert any(positions > 1 for running, waiting, positions in fed if waiting and running == 3)
+    # a row waits only while the batch is full, or for one step after a drafted one freed a place
+    assert all(running == 3 or positions == 1 for running, waiting, positions in fed if waiting)
+
+
 def test_static_rows_gives_each_row_its_own_weights_as_static_does_alone(pool):
     from dllg.decode import generate_stream
     from dllg.fusion import make_rule

@@ -8,7 +8,7 @@ import torch
 from test_loop_matrix import HIDDEN, build_rule  # tests/decode/test_loop_matrix.py
 
 from dllg.decode import GenerationConfig, generate
-from dllg.decode.drafting import Drafter, NgramDrafter, make_drafter
+from dllg.decode.drafting import Drafter, NgramDrafter, ReferenceDrafter, make_drafter
 from dllg.errors import DllgError
 from dllg.experts import ExpertPool
 from dllg.fusion import RULES, make_rule
@@ -58,11 +58,12 @@ class ReplayDrafter(Drafter):
     def __init__(self, prompts: list[list[int]], outputs: list[list[int]]) -> None:
         self.known = [(p, o) for p, o in zip(prompts, outputs, strict=True)]
 
-    def draft(self, context: list[int], count: int) -> list[int]:
-        for shift, (prompt, output) in enumerate(self.known):
-            done = len(context) - len(prompt)
-            if context[: len(prompt)] == prompt and context[len(prompt) :] == output[:done]:
-                follow = output[done : done + count]
+    def draft(self, prompt: list[int], output: list[int], count: int) -> list[int]:
+        context = prompt + output
+        for shift, (known, answer) in enumerate(self.known):
+            done = len(context) - len(known)
+            if context[: len(known)] == known and context[len(known) :] == answer[:done]:
+                follow = answer[done : done + count]
                 return [t if (done + i + shift) % 3 else (t + 1) % 300 for i, t in enumerate(follow)]
         return []
 
@@ -85,11 +86,51 @@ def test_speculative_output_equals_the_plain_loop(pool, name, variant):
             assert 0 < accepted < drafted
 
 
+@pytest.mark.parametrize(("name", "variant"), [("uniform", None), ("dllg", "lowrank_aux_lm")])
+def test_drafting_from_other_rules_answers_gives_the_plain_loops_output(pool, name, variant):
+    """What `dllg eval --speculate reference` does: each expert's own answer and another rule's answer to
+    the same prompt as references; the answers agree in part, so drafts are kept and refused."""
+    prompts = [pool.tokenizer(p)["input_ids"] for p in PROMPTS[:16]]
+    factory = lambda: build_rule(name, variant, pool, {})  # noqa: E731
+    plain = in_batches(pool, factory, prompts, 4)
+    drafter = ReferenceDrafter()
+    others = [lambda k=k: make_rule("single", expert=k) for k in range(len(pool))]
+    others.append(lambda: build_rule("majority", None, pool, {}))
+    answers = [[g.token_ids for g in in_batches(pool, other, prompts, 4)] for other in others]
+    for i, prompt in enumerate(prompts):
+        drafter.add(prompt, [a[i] for a in answers])
+    fast = in_batches(pool, factory, prompts, 4, drafter=drafter, draft_tokens=6)
+    for a, b in zip(plain, fast, strict=True):
+        assert a.token_ids == b.token_ids and a.finish_reason == b.finish_reason
+        torch.testing.assert_close(a.weights, b.weights, atol=1e-6, rtol=1e-6)
+    accepted, drafted = sum(g.accepted for g in fast), sum(g.drafted for g in fast)
+    assert 0 < accepted < drafted
+
+
 def test_drafts_the_continuation_of_the_last_tokens_earlier_occurrence():
     drafter = NgramDrafter()
-    assert drafter.draft([1, 2, 3, 4, 9, 2, 3], 2) == [4, 9]  # "2 3" was followed by "4 9"
-    assert drafter.draft([1, 2, 3], 2) == []  # nothing repeats
-    assert drafter.draft([7, 7], 3) == [7]
+    assert drafter.draft([1, 2, 3, 4, 9], [2, 3], 2) == [4, 9]  # "2 3" was followed by "4 9"
+    assert drafter.draft([1, 2], [3], 2) == []  # nothing repeats
+    assert drafter.draft([7], [7], 3) == [7]
+
+
+def test_reference_drafts_from_other_answers_to_the_same_prompt():
+    drafter = ReferenceDrafter()
+    prompt, other = [5, 6, 7], [9, 9, 9]
+    drafter.add(prompt, [[1, 2, 3, 4, 5, 6], [1, 2, 8, 4, 1, 2, 3, 0], []])
+    # an answer that begins with the whole output so far: its continuation, whatever the suffixes say
+    assert drafter.draft(prompt, [1, 2], 3) == [3, 4, 5]
+    assert drafter.draft(prompt, [1, 2, 8], 9) == [4, 1, 2, 3, 0]
+    # no answer begins so: the output's last tokens found in an answer, nearest the output's length
+    assert drafter.draft(prompt, [7, 1, 2], 2) == [3, 4]  # "1 2" ends at 2 and 6; the output is 3 long
+    assert drafter.draft(prompt, [7, 7, 7, 7, 7, 1, 2], 2) == [3, 0]
+    assert drafter.draft(prompt, [4, 2, 3, 4], 2) == [5, 6]  # the longest suffix first: "2 3 4", then "3 4"
+    # one shared token is too little (min_ngram 2); then the prompt and output, as ngram
+    assert drafter.draft(prompt, [0, 6], 2) == []
+    assert drafter.draft(prompt, [6, 7, 0, 6, 7], 2) == [0, 6]
+    # answers to another prompt are not used
+    assert drafter.draft(other, [1, 2], 3) == []
+    assert ReferenceDrafter().draft(prompt, [1, 2], 3) == []
 
 
 def test_what_speculation_refuses(pool):
@@ -169,7 +210,7 @@ class ConstantDrafter(Drafter):
     def __init__(self, token: int) -> None:
         self.token = token
 
-    def draft(self, context: list[int], count: int) -> list[int]:
+    def draft(self, prompt: list[int], output: list[int], count: int) -> list[int]:
         return [self.token] * count
 
 

@@ -3,6 +3,7 @@
 import csv
 import json
 import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -15,6 +16,8 @@ from dllg.cli.eval import eval_command
 from dllg.decode import GenerationConfig, generate
 from dllg.decode.prompts import encode_prompt
 from dllg.errors import DllgError
+from dllg.experts import ExpertPool
+from dllg.experts.loading import load_expert
 from dllg.fusion import make_rule
 from dllg.gate import GateConfig, build_gate, save_gate
 from dllg.jsonl import read_records
@@ -142,6 +145,34 @@ def test_resuming_with_other_generation_settings_is_refused(pool, tasks, tmp_pat
     assert out.read_text() == before  # nothing appended
     counts = evaluate(pool, ["expert:0", "expert:1"], tasks, out, CONFIG)  # the same settings resume
     assert counts["skipped"] == len(tasks[0].examples) and counts["generated"] == len(tasks[0].examples)
+
+
+def test_drafting_from_the_other_methods_records_changes_no_answer(tmp_path):
+    """`--speculate reference`: uniform drafts from the experts' recorded answers to the same examples
+    (the world's trained experts, whose answers agree in stretches; float64: the same tokens exactly); the
+    records say how they were drafted and how much was kept, and a run resumed with another drafter goes on
+    (drafting is not a generation setting)."""
+    pool = ExpertPool([load_expert(n, device="cpu", dtype="float64") for n in ("world:arith", "world:code")])
+    tasks = load_eval_tasks(["world-mixed"], limit=4)
+    config = GenerationConfig(max_new_tokens=64)
+    plain, drafted = tmp_path / "plain.jsonl", tmp_path / "drafted.jsonl"
+    evaluate(pool, ["expert:0", "expert:1", "uniform"], tasks, plain, config)
+    evaluate(pool, ["expert:0", "expert:1"], tasks, drafted, config)
+    reference = replace(config, speculate="reference", draft_tokens=6)
+    assert evaluate(pool, ["uniform"], tasks, drafted, reference)["generated"] == 4
+
+    def answers(path):
+        return {record_key(r): (r["response"], r["weights"]) for r in read_records(path) if "weights" in r}
+
+    assert answers(drafted) == answers(plain) and len(answers(plain)) == 4
+    uniform = [r for r in read_records(drafted) if r["method"] == "uniform"]
+    assert all(r["speculate"] == "reference" and r["draft_tokens"] == 6 for r in uniform)
+    # most tokens came from the experts' answers (the prompt and output alone give far fewer)
+    assert sum(r["accepted"] for r in uniform) > sum(r["tokens"] for r in uniform) / 2
+    assert all("speculate" not in r and r["generation"] == config.settings() for r in read_records(plain))
+    more = load_eval_tasks(["world-mixed"], limit=5)
+    counts = evaluate(pool, ["uniform"], more, drafted, config)  # resumed plainly
+    assert counts["generated"] == 1 and counts["skipped"] == 4
 
 
 def test_table_equals_a_hand_count(tmp_path):

@@ -56,8 +56,11 @@ def eval_command(
     backend: str = typer.Option("hf", help=BACKEND_HELP),
     ray: str = typer.Option(None, "--ray", help=RAY_HELP),
     speculate: str = typer.Option(
-        "none", help="Speculative decoding's drafter (the same answers): ngram, expert, auto or none."
+        "none",
+        help="Speculative decoding's drafter (the same answers): ngram, expert, auto, none, or reference "
+        "(drafts from the other methods' answers to the same example in --out).",
     ),
+    draft_tokens: int = typer.Option(4, "--draft-tokens", help="Drafted tokens per step, at most."),
     by_tags: list[str] = typer.Option(
         None, "--by-tags", help="Also score this task's examples grouped by their tags (e.g. world-mixed)."
     ),
@@ -89,7 +92,7 @@ def eval_command(
     backends = backend.split(",") if "," in backend else backend
     with console.status(f"loading {len(experts)} experts"):
         pool = ExpertPool(load_experts(experts, devices, dtypes, backends, ray_address=ray))
-    config = GenerationConfig(max_new_tokens=max_new_tokens, speculate=speculate)
+    config = GenerationConfig(max_new_tokens=max_new_tokens, speculate=speculate, draft_tokens=draft_tokens)
     if part is None:
         evaluate_and_report(pool, names, loaded_tasks, out, config, batch_size, workers, by_tags or ())
         return

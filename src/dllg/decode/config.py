@@ -13,7 +13,7 @@ class GenerationConfig:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = field(default_factory=tuple)
-    speculate: str = "none"  # speculative decoding's drafter (ngram, expert, auto): the same output
+    speculate: str = "none"  # speculative decoding's drafter (see dllg.decode.drafting): the same output
     draft_tokens: int = 4  # drafted tokens per step, at most
 
     def __post_init__(self) -> None:
@@ -52,10 +52,12 @@ class GenerationConfig:
             "top_p": self.top_p,
             "seed": self.seed,
             "stop": list(self.stop),
-            # drafting changes nothing but near-ties in fp32: recorded only when used
-            **(
-                {"speculate": self.speculate, "draft_tokens": self.draft_tokens}
-                if self.speculate != "none"
-                else {}
-            ),
         }
+
+    def drafting(self) -> dict:
+        """How it was drafted, recorded beside `settings` when used: not part of them, since drafting
+        changes no answer (but near-ties in fp32 and on llama.cpp, as batch shapes do), so a run resumed
+        with another drafter goes on."""
+        if self.speculate == "none":
+            return {}
+        return {"speculate": self.speculate, "draft_tokens": self.draft_tokens}

@@ -327,9 +327,12 @@ class Decoder:
 
     def _feed(self) -> None:
         """Feed every running row its last token (and drafts after it): the experts' next outputs."""
-        # Rows that wait to join need a step of one position per row (a prefill gives one).
+        # Rows that join at the next step need a step of one position per row (a prefill gives one); while
+        # the batch is full, the rows waiting for a place let it draft (a place freed by a drafted step is
+        # taken one step later).
+        joining = self._waiting and (self.max_rows is None or len(self._rows) < self.max_rows)
         limit = self.drafter.max_rows
-        drafting = self.draft_tokens and not self._waiting and (limit is None or len(self._rows) <= limit)
+        drafting = self.draft_tokens and not joining and (limit is None or len(self._rows) <= limit)
         budgets = [seq.budget if drafting else 0 for seq in self._rows]
         last = torch.tensor([[s.tokens[-1]] for s in self._rows], dtype=torch.long)
         started = time.perf_counter()
@@ -341,7 +344,7 @@ class Decoder:
             self.timings["experts"] += time.perf_counter() - started
             return
         for seq, budget in zip(self._rows, budgets, strict=True):
-            seq.fed_drafts = self.drafter.draft(seq.prompt + seq.tokens, budget) if budget else []
+            seq.fed_drafts = self.drafter.draft(seq.prompt, seq.tokens, budget) if budget else []
             seq.drafted += len(seq.fed_drafts)
         width = max(len(s.fed_drafts) for s in self._rows)
         # rows with fewer drafts are padded by repeating their token: a pad is kept only if it is right

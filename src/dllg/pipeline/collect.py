@@ -82,6 +82,7 @@ def collect_labels(
                         "tokens": len(generation.token_ids),
                         "finish": generation.finish_reason,
                         "generation": settings,
+                        **config.drafting(),
                         "expert_weights": fingerprints[expert_index],
                     }
                 ]

@@ -4,12 +4,13 @@ A record per (method, task, split, example_id), appended as each response is don
 generate keep `batch_size` rows decoding, a finished row's place taken by the next example):
 
   {"method", "task", "split", "example_id", "experts", "response", "verdict", "reason", "correct",
-   "tokens", "finish", "generation", "expert_weights"[, "method_weights"]}
+   "tokens", "finish", "generation", "expert_weights"[, "method_weights"][, "speculate", "draft_tokens"]}
   + for fused methods {"weights", "weight_mean", "weight_var", "weight_entropy"}
 
 `weights` is the (tokens, K) per-token expert weights rounded to 4 decimals; `weight_var` is each expert's
 variance across tokens; `weight_entropy` the mean over tokens of the entropy (nats) of the normalised
-weights; `generation` the settings it was generated with; `expert_weights` the experts' weight
+weights; `generation` the settings it was generated with (and `speculate`/`draft_tokens` how it was
+drafted, if it was: another drafter may resume a run); `expert_weights` the experts' weight
 fingerprints and `method_weights` a digest of the method's gate or router files. A rerun skips every key
 already in the file, so a killed run loses at most the rows in flight and duplicates nothing; a rerun with
 other experts, weights or generation settings is refused. The tables are computed from the records
@@ -150,7 +151,9 @@ def evaluate(
             refuse_changed(mine, {"method_weights": digests[method.name]}, out_path, FRESH_HINT)
 
     def group(method: Method, items: list[EvalItem]) -> WorkGroup:
-        extra = made_with | ({"method_weights": digests[method.name]} if digests[method.name] else {})
+        extra = made_with | config.drafting()
+        if digests[method.name]:
+            extra["method_weights"] = digests[method.name]
 
         def stream(items: list[EvalItem], max_rows: int) -> Iterator[list[dict]]:
             for record in _stream_records(pool, method, items, config, done, workers, max_rows):

@@ -17,6 +17,7 @@ from typing import TypeVar
 import torch
 
 from dllg.decode import Generation, GenerationConfig, generate_stream
+from dllg.decode.drafting import ReferenceDrafter
 from dllg.decode.prompts import encode_prompt, encode_user_text
 from dllg.errors import DllgError
 from dllg.experts import ExpertPool
@@ -57,7 +58,7 @@ class MethodOutput:
             tokens=len(generation.token_ids),
             finish=generation.finish_reason,
             weights=generation.weights if fused else None,
-            extra=dict(extra),
+            extra=_drafting_counts(generation) | extra,
         )
 
 
@@ -102,21 +103,49 @@ class Method(ABC):
             yield from enumerate(outputs, start)
 
 
+def _drafting_counts(generation: Generation) -> dict:
+    """Speculative decoding's drafted tokens fed and kept: what a drafter saved, per answer."""
+    return {"drafted": generation.drafted, "accepted": generation.accepted} if generation.drafted else {}
+
+
 def encode_items(pool: ExpertPool, items: list[EvalItem]) -> list[list[int]]:
     return [encode_prompt(pool.tokenizer, item.example.messages) for item in items]
 
 
 def stream_items(
-    pool: ExpertPool, rule: FusionRule, items: list[EvalItem], config: GenerationConfig, max_rows: int | None
+    pool: ExpertPool,
+    rule: FusionRule,
+    items: list[EvalItem],
+    config: GenerationConfig,
+    max_rows: int | None,
+    done: Mapping[RecordKey, dict] | None = None,
 ) -> Iterator[tuple[int, Generation]]:
     """The items' prompts through the one decode loop, `max_rows` rows at once (continuous batching); a
-    perplexity-weighted rule scores the user's text."""
+    perplexity-weighted rule scores the user's text. With the `reference` drafter, every record in `done`
+    for the same example (another method's answer) is a reference to draft from."""
     scored = (
         [encode_user_text(pool.tokenizer, item.example.messages) for item in items]
         if rule.needs_prompt_nll
         else None
     )
-    return generate_stream(pool, rule, encode_items(pool, items), config, scored, max_rows=max_rows)
+    prompts = encode_items(pool, items)
+    drafter = reference_drafter(pool, items, prompts, done or {}) if config.speculate == "reference" else None
+    return generate_stream(pool, rule, prompts, config, scored, drafter=drafter, max_rows=max_rows)
+
+
+def reference_drafter(
+    pool: ExpertPool, items: list[EvalItem], prompts: list[list[int]], done: Mapping[RecordKey, dict]
+) -> ReferenceDrafter:
+    """A `reference` drafter holding, for each item's prompt, the recorded answers to its example."""
+    answers: dict[tuple[str, str, str], list[str]] = {}
+    for (_, task, split, example_id), record in done.items():
+        if record.get("response"):
+            answers.setdefault((task, split, example_id), []).append(record["response"])
+    drafter = ReferenceDrafter()
+    for item, prompt in zip(items, prompts, strict=True):
+        texts = dict.fromkeys(answers.get((item.task, item.split, item.example.id), []))  # routers copy
+        drafter.add(prompt, (pool.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts))
+    return drafter
 
 
 def in_order(stream: Iterator[tuple[int, T]], count: int) -> list[T]:
@@ -170,7 +199,7 @@ class RuleMethod(Method):
         if self._rule is None:
             self.prepare(pool)
         assert self._rule is not None
-        for index, generation in stream_items(pool, self._rule, items, config, max_rows):
+        for index, generation in stream_items(pool, self._rule, items, config, max_rows, done):
             yield index, MethodOutput.from_generation(generation, self.fused)
 
 
@@ -216,7 +245,7 @@ class DllgStatic(Method):
         # Each response has its own weights, each row of one batch its own (rule static_rows).
         weights = [self.mean_weights(item, done) for item in items]
         rule = RowStatic(weights)
-        for index, generation in stream_items(pool, rule, items, config, max_rows):
+        for index, generation in stream_items(pool, rule, items, config, max_rows, done):
             yield index, MethodOutput.from_generation(generation, True, static_weights=weights[index])
 
 
