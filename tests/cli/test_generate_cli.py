@@ -94,6 +94,20 @@ def test_show_weights_prints_one_row_per_token(folders):
     assert len(weights) == 2 and abs(sum(weights) - 1) < 2e-3
 
 
+def test_power_inf_hands_each_token_to_the_expert_the_gate_leads_with():
+    args = ["generate", "--experts", "world:arith", "world:code", "--gate", "world:gate", "--power", "inf"]
+    result = invoke([*args, "-n", "8", "--show-weights", "Let k be 4 + 9 - 1. Write f(x) = x * k."])
+    assert result.exit_code == 0, result.output
+    rows = [
+        re.findall(r"\d\.\d{3}", line)
+        for line in result.output.splitlines()
+        if re.match(r"^\s*│\s*\d+\s", line)
+    ]
+    assert len(rows) == 8
+    assert all(len(r) == 2 and r.count("0.000") == 1 for r in rows)  # the other expert's weight is 0
+    assert len({r.index("0.000") for r in rows}) == 2  # and both experts lead somewhere
+
+
 def test_chat_template_is_applied_unless_raw(folders):
     ens = Ensemble(folders[:1], dtype="fp32")
     chat = ens.encode("Hello")
@@ -108,6 +122,7 @@ def test_chat_template_is_applied_unless_raw(folders):
         (["--fusion", "static", "--weights", "1"], "got 1 weights for 2 experts"),
         (["--fusion", "static", "--weights", "1,x"], "is not a list of numbers"),
         (["--fusion", "uniform", "--tau", "2"], "does not take tau"),
+        (["--fusion", "uniform", "--power", "2"], "does not take power"),
     ],
 )
 def test_bad_options_are_one_line_errors(folders, args, message):

@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # the CLI imports torch-heavy modules only when a command run
 
 METHODS_HELP = (
     "Methods: expert:NAME (name or 0-based index), uniform, entropy, packllm, majority, unite, "
-    "static:0.3,0.7, dllg:GATE_FOLDER, dllg-static:GATE_FOLDER (the gate's mean weights per response)."
+    "static:0.3,0.7, dllg:GATE_FOLDER, dllg-sharp:POWER:GATE_FOLDER (the gate's weights raised to POWER, "
+    "rescaled), dllg-static:GATE_FOLDER (the gate's mean weights per response)."
 )
 
 

@@ -17,12 +17,20 @@ if TYPE_CHECKING:  # the decode loop imports transformers: seconds that light co
     from dllg.decode import Generation
 
 
+POWER_HELP = "dllg: raise the gate's weights to this power (rescaled): >1 sharpens, inf hands over."
+
+
 def rule_options_from_flags(
-    weights: str | None, expert: str | None, tau: float | None, top_k: int | None, space: str | None
+    weights: str | None,
+    expert: str | None,
+    tau: float | None,
+    top_k: int | None,
+    space: str | None,
+    power: float | None = None,
 ) -> dict[str, object]:
     """Only the flags the user set: the rule itself says which it accepts."""
     parsed = parse_weights(weights, "--weights 0.3,0.7") if weights is not None else None
-    given = {"weights": parsed, "expert": expert, "tau": tau, "top_k": top_k, "space": space}
+    given = {"weights": parsed, "expert": expert, "tau": tau, "top_k": top_k, "space": space, "power": power}
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -61,6 +69,7 @@ def generate_command(
     tau: float = typer.Option(None, help="entropy / packllm: temperature of the weight softmax."),
     top_k: int = typer.Option(None, "--top-k", help="unite: top-k tokens per expert."),
     space: str = typer.Option(None, help="Weighted rules: fuse 'logits' or 'probs'."),
+    power: float = typer.Option(None, help=POWER_HELP),
     prompts_file: Path = typer.Option(None, help="A text file with one prompt per line."),
     raw: bool = typer.Option(False, "--raw", help="Do not apply the experts' chat template."),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", "-n"),
@@ -101,7 +110,7 @@ def generate_command(
         raise DllgError(
             'no prompt given: put it after the options, e.g. --fusion uniform "PROMPT" (or after --)'
         )
-    options = rule_options_from_flags(weights, expert, tau, top_k, space)
+    options = rule_options_from_flags(weights, expert, tau, top_k, space, power)
     choice = choose_experts(experts, preset, fusion, gate)
     experts = choice.experts
     fusion, gate = rule_and_gate(choice.fusion, choice.gate, None)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from dllg.cli.common import BACKEND_HELP, PRESET_HELP, console, user_errors
-from dllg.cli.generate import rule_options_from_flags
+from dllg.cli.generate import POWER_HELP, rule_options_from_flags
 from dllg.cli.pipeline import CONFIG_HELP
 from dllg.errors import DllgError
 from dllg.fusion import RULES
@@ -71,6 +71,7 @@ def lm_eval_command(
     tau: float = typer.Option(None, help="entropy / packllm: temperature of the weight softmax."),
     top_k: int = typer.Option(None, "--top-k", help="unite: top-k tokens per expert."),
     space: str = typer.Option(None, help="Weighted rules: fuse 'logits' or 'probs'."),
+    power: float = typer.Option(None, help=POWER_HELP),
     limit: int = typer.Option(None, "--limit", min=1, help="At most this many examples per task."),
     num_fewshot: int = typer.Option(None, "--num-fewshot", help="Few-shot examples; default: the task's."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
@@ -97,7 +98,7 @@ def lm_eval_command(
         raise DllgError(
             f"--include-path {str(include_path)!r} is not a folder: give the folder of task YAMLs"
         )
-    options = rule_options_from_flags(weights, expert, tau, top_k, space)
+    options = rule_options_from_flags(weights, expert, tau, top_k, space, power)
     args = model_args(config, experts, fusion, gate, options, device, dtype, backend, max_length, preset)
     try:
         import lm_eval

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from dllg.cli.common import BACKEND_HELP, PRESET_HELP, RAY_HELP, console, user_errors
-from dllg.cli.generate import rule_options_from_flags
+from dllg.cli.generate import POWER_HELP, rule_options_from_flags
 from dllg.cli.pipeline import CONFIG_HELP
 from dllg.errors import DllgError
 from dllg.fusion import RULES
@@ -63,6 +63,7 @@ def serve_command(
     tau: float = typer.Option(None, help="entropy / packllm: temperature of the weight softmax."),
     top_k: int = typer.Option(None, "--top-k", help="unite: top-k tokens per expert."),
     space: str = typer.Option(None, help="Weighted rules: fuse 'logits' or 'probs'."),
+    power: float = typer.Option(None, help=POWER_HELP),
     device: str = typer.Option(
         "auto", help="Device for every expert, or one per expert (not with --config)."
     ),
@@ -96,7 +97,7 @@ def serve_command(
             f"the server's packages are not installed ({exc}): pip install 'dllg[serve]'"
         ) from exc
 
-    options = rule_options_from_flags(weights, expert, tau, top_k, space)
+    options = rule_options_from_flags(weights, expert, tau, top_k, space, power)
     if threads is not None:
         import torch
 

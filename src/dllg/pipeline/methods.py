@@ -2,7 +2,8 @@
 
 A method turns (pool, examples) into one response per example, plus the per-token expert weights when it
 fuses experts. Names are `PREFIX` or `PREFIX:ARGUMENT`: `expert:NAME`, `uniform`, `entropy`, `packllm`,
-`majority`, `unite`, `static:0.3,0.7`, `dllg:PATH`, `dllg-static:PATH`. Routers and merges plug in as one
+`majority`, `unite`, `static:0.3,0.7`, `dllg:PATH`, `dllg-sharp:POWER:PATH` (the gate's weights sharpened),
+`dllg-static:PATH`. Routers and merges plug in as one
 `@register_method("router", ...)` entry each. Every method generates through the one decode loop.
 """
 
@@ -23,6 +24,7 @@ from dllg.errors import DllgError
 from dllg.experts import ExpertPool
 from dllg.fusion import FusionRule, make_rule
 from dllg.fusion.base import parse_weights
+from dllg.fusion.learned_gate import check_power
 from dllg.fusion.static import RowStatic
 from dllg.plugins import load_plugins
 from dllg.registry import register_unique
@@ -320,6 +322,18 @@ def _static(name: str, argument: str) -> Method:
 @register_method("dllg", "dllg:PATH")
 def _dllg(name: str, argument: str) -> Method:
     return RuleMethod(name, "dllg", gate=argument)
+
+
+@register_method("dllg-sharp", "dllg-sharp:POWER:PATH")
+def _dllg_sharp(name: str, argument: str) -> Method:
+    power, _, gate = argument.partition(":")
+    try:
+        value = float(power)
+    except ValueError:
+        value = None
+    if value is None or not gate:
+        raise DllgError(f"method {name!r}: write dllg-sharp:POWER:PATH, e.g. dllg-sharp:4:runs/gate")
+    return RuleMethod(name, "dllg", gate=gate, power=check_power(value))
 
 
 @register_method("dllg-static", "dllg-static:PATH")
