@@ -7,20 +7,24 @@ import time
 import torch
 
 from dllg import Ensemble
-from dllg.decode.loop import _Batch, _fusion_input
+from dllg.decode.lockstep import LockstepExperts
+from dllg.decode.loop import _fusion_input
 from dllg.fusion import make_rule
 
 STEPS = 12
 
 
 def step_ms(experts, prompt: list[int]) -> tuple[float, list]:
-    batch = _Batch(experts)
-    outputs = batch.prefill([prompt])
-    token = torch.tensor([100])
+    batch = LockstepExperts(experts)
+    states, outputs = batch.prefill([prompt])
+    batch.join(states)
+    token = torch.tensor([[100]])  # (rows, positions)
     start = time.perf_counter()
     for _ in range(STEPS):
         outputs = batch.step(token)
-    return (time.perf_counter() - start) / STEPS * 1000, outputs
+    elapsed = time.perf_counter() - start
+    batch.close()
+    return elapsed / STEPS * 1000, outputs
 
 
 def main() -> None:

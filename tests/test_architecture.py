@@ -131,3 +131,26 @@ def test_every_registry_uses_the_refusing_helper():
             for line in text.splitlines()
             for name in ("RULES", "GATES", "TASKS", "VERIFIERS", "METHODS", "ROUTERS", "ENCODERS", "MERGES")
         ), path
+
+
+def test_scripts_import_only_names_the_package_has():
+    """The committed scripts run rarely (benchmarks, real-model jobs): a name they import that a refactor
+    moved or renamed would break them unseen until then."""
+    import importlib
+
+    scripts = Path(__file__).parents[1] / "scripts"
+    missing = []
+    for path in sorted(scripts.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dllg")):
+                continue
+            try:
+                module = importlib.import_module(node.module)
+            except ModuleNotFoundError as exc:
+                if exc.name and exc.name.startswith("dllg"):
+                    missing.append(f"{path.name}: {node.module}")
+                continue  # an optional dependency this machine lacks
+            missing += [
+                f"{path.name}: {node.module}.{a.name}" for a in node.names if not hasattr(module, a.name)
+            ]
+    assert not missing, missing
