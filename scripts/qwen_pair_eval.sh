@@ -47,6 +47,8 @@ case "${1:-}" in
   *) echo "usage: $0 baselines | gated METHOD... | validation METHOD... | all" >&2; exit 2 ;;
 esac
 
+# each prompt's prefill is kept on disk (outside the repository) and restored for the next method
+PROMPT_CACHE=${PROMPT_CACHE:-${DLLG_CACHE:-$HOME/.cache/dllg}/prompt-states}
 "$DLLG" eval --experts "$SMALL" "$LARGE" --backend llamacpp --methods "${methods[@]}" \
   --tasks "${TASKS[@]}" --max-new-tokens 768 --batch-size 8 \
-  --speculate none --out "$OUT"
+  --speculate none --prompt-cache "$PROMPT_CACHE" --out "$OUT"

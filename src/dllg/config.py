@@ -53,6 +53,7 @@ class LlamaCppOptions(Strict):
     # growable memory: one KV stream per sequence (True: less attention work at batch > 1, each stream as
     # long as the longest sequence, slower prefills) or one memory shared by all (False, the default)
     kv_split: bool | None = None
+    prompt_cache: str | None = None  # a folder: each prompt's prefill kept and reused (shared memory only)
 
 
 class ExpertSpec(Strict):

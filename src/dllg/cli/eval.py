@@ -62,6 +62,12 @@ def eval_command(
         "(drafts from the other methods' answers to the same example in --out).",
     ),
     draft_tokens: int = typer.Option(4, "--draft-tokens", help="Drafted tokens per step, at most."),
+    prompt_cache: Path = typer.Option(
+        None,
+        "--prompt-cache",
+        help="llama.cpp experts keep each prompt's prefill in this folder and restore it when the prompt "
+        "comes again: the methods of an evaluation prefill each prompt once.",
+    ),
     by_tags: list[str] = typer.Option(
         None, "--by-tags", help="Also score this task's examples grouped by their tags (e.g. world-mixed)."
     ),
@@ -92,7 +98,8 @@ def eval_command(
     dtypes = dtype.split(",") if "," in dtype else dtype
     backends = backend.split(",") if "," in backend else backend
     with console.status(f"loading {len(experts)} experts"):
-        pool = ExpertPool(load_experts(experts, devices, dtypes, backends, ray_address=ray))
+        options = {"prompt_cache": str(prompt_cache)} if prompt_cache is not None else None
+        pool = ExpertPool(load_experts(experts, devices, dtypes, backends, ray_address=ray, llamacpp=options))
     config = GenerationConfig(max_new_tokens=max_new_tokens, speculate=speculate, draft_tokens=draft_tokens)
     if part is None:
         evaluate_and_report(pool, names, loaded_tasks, out, config, batch_size, workers, by_tags or ())

@@ -18,6 +18,10 @@ Unless `context_tokens` fixes it, the KV memory grows on demand (llamacpp_contex
 all sequences or (`kv_split`) one stream per sequence: on the real pair at 8 rows of 300-1000 tokens of
 context a step took 0.88-0.92x the time with split streams, and a prefill of the 8 up to 1.16x
 (scripts/bench_llamacpp_kv_layout.py), so one shared memory stays the default.
+
+With `prompt_cache` (a folder) each prompt's prefill is kept on disk and restored into the shared memory
+when the same prompt comes again (llamacpp_prompts.PromptCache): the methods of an evaluation prefill each
+prompt once.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from dllg.experts.llamacpp_context import (
     quiet_logs,
     silenced,
 )
+from dllg.experts.llamacpp_prompts import Prefill, PromptCache
 
 
 def drop_mapped_pages(path: str) -> None:
@@ -91,7 +96,12 @@ class LlamaCppExpert(Expert):
         cache_type_k: str = "f16",
         cache_type_v: str = "f16",
         kv_split: bool = False,
+        prompt_cache: str | Path | None = None,
     ) -> None:
+        if prompt_cache is not None and kv_split:
+            raise DllgError(
+                "a prompt cache restores states into the shared KV memory, which kv_split replaces: drop one"
+            )
         llama = import_llama_cpp()
         quiet_logs()
         type_k = cache_type(llama, cache_type_k, "cache_type_k")
@@ -139,6 +149,8 @@ class LlamaCppExpert(Expert):
         # a split memory's live sequences' tokens by position: given more streams, it decodes them again
         self._history: dict[int, list[int]] = {}
         self.max_sequences = max_sequences
+        kv_types = (cache_type_k, cache_type_v)
+        self._prompts = PromptCache(prompt_cache, self.gguf_file, kv_types) if prompt_cache else None
         super().__init__(name, tokenizer, source)
 
     def __del__(self) -> None:
@@ -259,18 +271,59 @@ class LlamaCppExpert(Expert):
 
     def prefill(self, prompts: list[list[int]]) -> tuple[LlamaState, ExpertOutput]:
         state = LlamaState(self._take(len(prompts)), [len(p) for p in prompts])
-        pairs = list(zip(prompts, state.seqs, strict=True))
         try:
+            kept = self._restore_prefills(prompts, state.seqs)
+            todo = [i for i in range(len(prompts)) if i not in kept]
             # Everything but each prompt's last token without outputs, then the last tokens with them.
-            body = [(t, i, seq) for prompt, seq in pairs for i, t in enumerate(prompt[:-1])]
+            body = [(t, j, state.seqs[i]) for i in todo for j, t in enumerate(prompts[i][:-1])]
             self._decode(body, outputs=False)
-            logits, hidden = self._decode([(p[-1], len(p) - 1, seq) for p, seq in pairs], outputs=True)
+            last = [(prompts[i][-1], len(prompts[i]) - 1, state.seqs[i]) for i in todo]
+            logits, hidden = self._decode(last, outputs=True)
         except BaseException:
             self.release(state)  # the loop never saw this state: give its sequences back here
             raise
+        made = {i: Prefill(b"", logits[k], hidden[k]) for k, i in enumerate(todo)}
+        if self._prompts is not None:
+            for i, prefill in made.items():
+                prefill.state = self._sequence_state(state.seqs[i])
+                self._prompts.save(prompts[i], prefill)
+        every = [kept.get(i) or made[i] for i in range(len(prompts))]
         return state, ExpertOutput(
-            logits=torch.from_numpy(logits).unsqueeze(1), hidden=torch.from_numpy(hidden).unsqueeze(1)
+            logits=torch.from_numpy(np.stack([p.logits for p in every])).unsqueeze(1),
+            hidden=torch.from_numpy(np.stack([p.hidden for p in every])).unsqueeze(1),
         )
+
+    def _restore_prefills(self, prompts: list[list[int]], seqs: list[int]) -> dict[int, Prefill]:
+        """The prompts whose prefill the cache holds, restored into their sequences (index -> prefill)."""
+        if self._prompts is None:
+            return {}
+        kept = {}
+        for i, (prompt, seq) in enumerate(zip(prompts, seqs, strict=True)):
+            found = self._prompts.load(prompt)
+            if found is not None and self._restore_sequence(found.state, seq, len(prompt)):
+                kept[i] = found
+        self._prompts.hits += len(kept)
+        self._prompts.misses += len(prompts) - len(kept)
+        return kept
+
+    def _sequence_state(self, seq: int) -> bytes:
+        llama = self._llama
+        size = llama.llama_state_seq_get_size(self._kv.ctx, seq)
+        buffer = (ctypes.c_uint8 * size)()
+        llama.llama_state_seq_get_data(self._kv.ctx, buffer, size, seq)
+        return bytes(buffer)
+
+    def _restore_sequence(self, data: bytes, seq: int, length: int) -> bool:
+        """Sequence `seq` set to a saved state of `length` tokens, the memory grown if it has no room;
+        False (and the sequence empty) where llama.cpp refuses it."""
+        buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        for _ in range(2):
+            if self._llama.llama_state_seq_set_data(self._kv.ctx, buffer, len(data), seq) != 0:
+                return True
+            self._kv.drop(seq)
+            if not self._kv.grow(self._live, length):
+                return False
+        return False
 
     def step(self, state: LlamaState, tokens: torch.Tensor) -> ExpertOutput:
         rows, count = tokens.shape

@@ -36,7 +36,8 @@ def load_expert(
     llamacpp: dict[str, Any] | None = None,
 ) -> Expert:
     """The expert a name means, run by `backend`: "hf" (transformers) or "llamacpp" (a GGUF file, with
-    `llamacpp` context options: context_tokens, batch_tokens, cache_type_k, cache_type_v, kv_split), in
+    `llamacpp` context options: context_tokens, batch_tokens, cache_type_k, cache_type_v, kv_split,
+    prompt_cache), in
     this process or (`placement="ray"`) in a Ray actor given `resources`, on the cluster at
     `ray_address`."""
     if backend not in BACKENDS:
@@ -154,14 +155,22 @@ def load_experts(
     dtype: str | Sequence[str] | None = "auto",
     backend: str | Sequence[str] = "hf",
     ray_address: str | None = None,
+    llamacpp: dict[str, Any] | None = None,
 ) -> list[Expert]:
     """Each named expert (one device/dtype/backend for all, or one each); an Expert object is taken as it
-    is. With `ray_address` ("local" or a cluster's address) each named expert runs in its own Ray actor."""
+    is. With `ray_address` ("local" or a cluster's address) each named expert runs in its own Ray actor.
+    `llamacpp` options go to every expert on that backend."""
     devices = per_expert(device, len(names), "device")
     dtypes = per_expert(dtype, len(names), "dtype")
     backends = per_expert(backend, len(names), "backend")
+    if llamacpp and "llamacpp" not in backends:
+        raise DllgError(f"llama.cpp options {llamacpp} are for experts on backend llamacpp: none is")
     placement = "local" if ray_address is None else "ray"
     return [
-        load_expert(n, d, t, b, placement, ray_address=ray_address) if isinstance(n, str) else n
+        load_expert(
+            n, d, t, b, placement, ray_address=ray_address, llamacpp=llamacpp if b == "llamacpp" else None
+        )
+        if isinstance(n, str)
+        else n
         for n, d, t, b in zip(names, devices, dtypes, backends, strict=True)
     ]
