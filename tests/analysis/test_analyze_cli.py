@@ -2,6 +2,7 @@
 
 import sys
 
+from hand_records import make_record  # tests/analysis/hand_records.py
 from typer.testing import CliRunner
 
 from dllg.cli.main import app
@@ -51,3 +52,20 @@ def test_plot_without_matplotlib_names_the_install(records_file, tmp_path, monke
     result = invoke(["plot", records_file, "--out", tmp_path / "figures"])
     assert result.exit_code == 1 and "pip install matplotlib" in result.output
     assert not (tmp_path / "figures").exists()
+
+
+def test_analyze_only_the_methods_named(records_file, tmp_path):
+    """The gate's own rows and its static ablation; the other fused methods' rows left out; an unknown
+    method is a one-line error."""
+    import json
+
+    with records_file.open("a") as out:
+        weights = [[0.5, 0.5]] * 2
+        out.write(json.dumps(make_record("uniform", "t/0", 1, weights)) + "\n")
+    every = invoke(["analyze", records_file, "--out", tmp_path / "all"])
+    only = invoke(["analyze", records_file, "--methods", "dllg:g", "--out", tmp_path / "only"])
+    assert every.exit_code == 0 and only.exit_code == 0, only.output
+    assert "### uniform on t" in every.output and "### uniform on t" not in only.output
+    assert "### dllg:g on t" in only.output and "| g | t |" in only.output  # the static comparison stays
+    unknown = invoke(["analyze", records_file, "--methods", "entropy"])
+    assert unknown.exit_code == 1 and "no records of entropy; name methods it holds" in unknown.output

@@ -302,8 +302,16 @@ class Analysis:
     skipped: list[str]  # methods without per-token weights
 
 
-def analyze(path: str | Path) -> Analysis:
+def analyze(path: str | Path, methods: Sequence[str] = ()) -> Analysis:
+    """The analysis of the records in `path`; of these `methods` only, when given (and their static
+    ablations, where dllg:GATE is one of them)."""
     records = load_records(path)
+    if methods:
+        wanted = set(methods) | {STATIC_PREFIX + m.removeprefix(DYNAMIC_PREFIX) for m in methods}
+        unknown = sorted(set(methods) - {r["method"] for r in records})
+        if unknown:
+            raise DllgError(f"{path}: no records of {', '.join(unknown)}; name methods it holds")
+        records = [r for r in records if r["method"] in wanted]
     weighted, skipped = weighted_records(records, path)
     return Analysis(Path(path), summaries(weighted), static_comparisons(records), skipped)
 

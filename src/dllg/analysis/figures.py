@@ -6,6 +6,7 @@ without pyplot on an Agg canvas, so no window or display is ever involved."""
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,6 +56,11 @@ def outcome(record: dict) -> str:
     return "correct" if record["correct"] else "incorrect"
 
 
+def set_title(ax, text: str, width: int = 80) -> None:
+    """A title wrapped to the figure's width: a gate's path in a method name would run off the edge."""
+    ax.set_title(textwrap.fill(text, width), fontsize=10)
+
+
 def trajectory_figure(record: dict) -> Figure:
     """One response's weights over its decoding steps, one line per expert."""
     weights = weight_matrix(record)
@@ -63,7 +69,7 @@ def trajectory_figure(record: dict) -> Figure:
     steps = np.arange(1, len(weights) + 1)
     for e, expert in enumerate(record["experts"]):
         ax.plot(steps, weights[:, e], marker="." if len(weights) <= 60 else None, label=expert)
-    ax.set_title(f"{record['method']} · {record['example_id']} · {outcome(record)}", fontsize=10)
+    set_title(ax, f"{record['method']} · {record['example_id']} · {outcome(record)}")
     ax.set_xlabel("decoding step (token)")
     ax.set_ylabel("expert weight")
     ax.set_ylim(0, max(1.0, float(weights.max(initial=0))) * 1.04)
@@ -89,10 +95,7 @@ def position_figure(records: Sequence[dict], method: str, task: str, bins: int =
         for e, expert in enumerate(experts):
             label = f"{expert} ({'correct' if correct else 'incorrect'})"
             ax.plot(centres, profile[:, e], style, color=colours[e], marker=".", label=label)
-    ax.set_title(
-        f"{method} on {task}: mean weight by position ({counts[0]} correct, {counts[1]} incorrect)",
-        fontsize=10,
-    )
+    set_title(ax, f"{method} on {task}: mean weight by position ({counts[0]} correct, {counts[1]} incorrect)")
     ax.set_xlabel("relative position in the answer")
     ax.set_ylabel("mean expert weight")
     ax.set_xlim(0, 1)

@@ -17,12 +17,18 @@ def analyze_command(
         "--out",
         help="Folder for analysis.md and analysis.csv; default: analysis/ beside the records file.",
     ),
+    methods: list[str] = typer.Option(
+        None,
+        "--methods",
+        "-m",
+        help="Only these methods (with the static ablation of a dllg:GATE among them); default: all.",
+    ),
 ) -> None:
     """Weight statistics per method and task (switches, leaders by third of the answer, correct vs incorrect
     with p-values) and dynamic vs static per task; prints the Markdown and writes it with a CSV."""
     from dllg.analysis.dynamics import analyze, write_analysis
 
-    analysis = analyze(records)
+    analysis = analyze(records, methods or ())
     md_path, csv_path, markdown = write_analysis(analysis, out or records.parent / "analysis")
     console.print(markdown, markup=False, highlight=False, soft_wrap=True)
     console.print(f"written: {md_path}, {csv_path}", highlight=False)
