@@ -8,7 +8,7 @@ import torch
 
 from dllg import Ensemble
 from dllg.decode.lockstep import LockstepExperts
-from dllg.decode.loop import _fusion_input
+from dllg.decode.step_inputs import fusion_input
 from dllg.fusion import make_rule
 
 STEPS = 12
@@ -41,7 +41,7 @@ def main() -> None:
     rule.bind(ensemble.names)
     start = time.perf_counter()
     for _ in range(50):
-        rule.fuse(_fusion_input(outputs, outputs[0].logits.device))
+        rule.fuse(fusion_input(outputs, outputs[0].logits.device))
     fuse_ms = (time.perf_counter() - start) / 50 * 1000
     print(
         f"lockstep_step_ms={together:.1f} sum_alone_ms={sum(alone):.1f} "

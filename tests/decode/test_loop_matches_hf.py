@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from dllg.decode import GenerationConfig, generate
-from dllg.decode.loop import left_pad
 from dllg.experts import ExpertPool
+from dllg.experts.padding import left_pad
 from dllg.fusion import make_rule
 from dllg.tiny import tiny_expert, tiny_tokenizer
 

@@ -2,8 +2,9 @@
 
 prefill -> (fuse -> choose -> stop? -> drop finished rows -> step) until every sequence is done.
 `Decoder` runs it one step at a time, so that requests can join the running batch between steps and leave
-it when done (continuous batching: the server drives it); `generate` runs it to the end for a list of
-prompts. Every user of generation (CLI, eval, server, benchmarks, collection) goes through one of them.
+it when done (continuous batching: the server drives it); `generate` (decode/generate.py) runs it to the
+end for a list of prompts. Every user of generation (CLI, eval, server, benchmarks, collection) goes
+through one of them.
 
 With a drafter (speculative decoding), a step feeds each row its chosen token followed by a few drafted
 ones; every expert and the rule score all of those positions at once, a row keeps the draft only as far as
@@ -15,7 +16,6 @@ distribution), and every cache rolls back per row to what was kept. Greedy outpu
 import itertools
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -24,12 +24,13 @@ from dllg.decode.config import GenerationConfig
 from dllg.decode.drafting import Drafter, make_drafter
 from dllg.decode.lockstep import LockstepExperts
 from dllg.decode.sampling import choose_tokens, make_generator, sample_with_drafts, sampling_probs
+from dllg.decode.step_inputs import ban_early_eos, check_finite, concat_outputs, fusion_input, prompt_nll
 from dllg.decode.stopping import StopChecker
 from dllg.errors import DllgError
-from dllg.experts.expert import Expert, ExpertOutput
+from dllg.experts.expert import ExpertOutput
 from dllg.experts.padding import left_pad
 from dllg.experts.pool import ExpertPool
-from dllg.fusion.base import FusionInput, FusionOutput, FusionRule, PromptContext
+from dllg.fusion.base import FusionRule, PromptContext
 
 
 @dataclass
@@ -78,63 +79,6 @@ class _Sequence:
     drafted: int = 0
     accepted: int = 0
     fed_drafts: list[int] = field(default_factory=list)  # the drafts fed after its last token
-
-
-def prompt_nll(experts: list[Expert], sequences: list[list[int]], device: torch.device) -> torch.Tensor:
-    """(B, K): the mean next-token NLL of each sequence under each expert (Pack of LLMs' perplexity)."""
-    return torch.stack([e.mean_nll(sequences).to(device) for e in experts], -1)
-
-
-def check_finite(fused: FusionOutput, inputs: FusionInput, names: list[str], rule: str, step: int) -> None:
-    """A NaN or +inf anywhere would be chosen silently by argmax: say whose it was, and when."""
-    scores, weights = fused.scores, fused.weights
-    weights_ok = bool(torch.isfinite(weights).all())
-    no_choice = torch.isneginf(scores).all(-1).any()
-    if weights_ok and not (torch.isnan(scores).any() or torch.isposinf(scores).any() or no_choice):
-        return
-    for k, name in enumerate(names):
-        logits = inputs.logits[..., k, :]
-        if torch.isnan(logits).any() or torch.isposinf(logits).any():
-            raise DllgError(
-                f"expert {name!r} gave NaN/inf logits at step {step}: its weights or dtype are broken "
-                "(try --dtype fp32, or check the model files)"
-            )
-    what = (
-        "non-finite weights (NaN/inf)" if not weights_ok else "non-finite scores (NaN/+inf, or none finite)"
-    )
-    raise DllgError(
-        f"fusion rule {rule!r} produced {what} at step {step} from finite expert logits: "
-        "the rule, its options or its gate are broken"
-    )
-
-
-def _fusion_input(outputs: list[ExpertOutput], device: torch.device) -> FusionInput:
-    """(B, K, V) for one position per row, (B, T, K, V) for several (a speculative step)."""
-    if outputs[0].logits.shape[1] == 1:
-        logits = torch.stack([o.logits[:, -1].to(device, torch.float32) for o in outputs], dim=1)
-        return FusionInput(logits=logits, hidden=[o.hidden[:, -1].to(device) for o in outputs])
-    logits = torch.stack([o.logits.to(device, torch.float32) for o in outputs], dim=2)
-    return FusionInput(logits=logits, hidden=[o.hidden.to(device) for o in outputs])
-
-
-def _concat_outputs(first: list[ExpertOutput], second: list[ExpertOutput]) -> list[ExpertOutput]:
-    return [
-        ExpertOutput(torch.cat([a.logits, b.logits]), torch.cat([a.hidden, b.hidden]))
-        for a, b in zip(first, second, strict=True)
-    ]
-
-
-def _ban_early_eos(
-    scores: torch.Tensor, made: list[int], minimum: list[int], eos_index: torch.Tensor
-) -> torch.Tensor:
-    """(B, T, V) scores with EOS at -inf wherever the position's token would come before its row's
-    min_new_tokens."""
-    device = scores.device
-    index = torch.tensor(made, device=device)[:, None] + torch.arange(scores.shape[1], device=device)
-    early = index < torch.tensor(minimum, device=device)[:, None]
-    eos = torch.zeros(scores.shape[-1], dtype=torch.bool, device=device)
-    eos[eos_index] = True
-    return scores.masked_fill(early[..., None] & eos, float("-inf"))
 
 
 class Decoder:
@@ -257,7 +201,7 @@ class Decoder:
         if not self._rows:
             return updates
         started = time.perf_counter()
-        inputs = _fusion_input(self._outputs, self.device)
+        inputs = fusion_input(self._outputs, self.device)
         fused = self.rule.fuse(inputs)
         self.timings["rule"] += time.perf_counter() - started
         check_finite(fused, inputs, self.names, self.rule.name, self._steps)
@@ -268,7 +212,7 @@ class Decoder:
         rows, positions = scores.shape[:2]
         minimum = [s.group.config.min_new_tokens for s in self._rows]
         if any(minimum) and len(self.eos_index):
-            scores = _ban_early_eos(scores, [len(s.tokens) for s in self._rows], minimum, self.eos_index)
+            scores = ban_early_eos(scores, [len(s.tokens) for s in self._rows], minimum, self.eos_index)
         tokens = self._choose(scores)
         full_weights = torch.zeros(rows, positions, len(self.pool))
         full_weights[..., self.running_index] = weights.float().cpu()
@@ -410,7 +354,7 @@ class Decoder:
         if self._rows:
             self._batch.join(states)
             self.rule.extend(context)
-            self._outputs = _concat_outputs(self._outputs, outputs)
+            self._outputs = concat_outputs(self._outputs, outputs)
         else:
             self._batch.join(states)
             self.rule.start(context)
@@ -429,58 +373,3 @@ class Decoder:
             drafted=seq.drafted,
             accepted=seq.accepted,
         )
-
-
-def generate_stream(
-    pool: ExpertPool,
-    rule: FusionRule,
-    prompts: list[list[int]],
-    config: GenerationConfig | None = None,
-    scored_prompts: list[list[int]] | None = None,
-    drafter: str | Drafter | None = None,
-    draft_tokens: int | None = None,
-    timings: Counter | None = None,
-    max_rows: int | None = None,
-) -> Iterator[tuple[int, Generation]]:
-    """Continue every prompt (token ids) with the experts fused by `rule`, yielding (prompt index,
-    generation) as each one finishes. At most `max_rows` rows decode at once (default: all); the others
-    join as rows finish (continuous batching), so a long answer does not leave the batch nearly empty.
-
-    `scored_prompts`: see `Decoder.submit`. `drafter` ("ngram", "expert", "auto", ... or a Drafter; "none":
-    the plain loop) drafts up to `draft_tokens` tokens per step; both default to the config's `speculate`
-    and `draft_tokens`. `timings`, if given, adds up the seconds spent drafting, in the experts and in the
-    rule."""
-    config = config or GenerationConfig()
-    drafter = config.speculate if drafter is None else drafter
-    draft_tokens = config.draft_tokens if draft_tokens is None else draft_tokens
-    decoder = Decoder(pool, rule, drafter, draft_tokens, max_rows)
-    try:
-        index = {request: i for i, request in enumerate(decoder.submit(prompts, config, scored_prompts))}
-        while decoder.active:
-            for update in decoder.step():
-                if update.error is not None:
-                    raise update.error
-                if update.finished is not None:
-                    yield index[update.request], update.finished
-    finally:
-        decoder.close()  # llama.cpp experts free the batch's sequences
-        if timings is not None:
-            timings.update(decoder.timings)
-
-
-def generate(
-    pool: ExpertPool,
-    rule: FusionRule,
-    prompts: list[list[int]],
-    config: GenerationConfig | None = None,
-    scored_prompts: list[list[int]] | None = None,
-    drafter: str | Drafter | None = None,
-    draft_tokens: int | None = None,
-    timings: Counter | None = None,
-    max_rows: int | None = None,
-) -> list[Generation]:
-    """One continuation per prompt, in order: `generate_stream` run to the end."""
-    finished = dict(
-        generate_stream(pool, rule, prompts, config, scored_prompts, drafter, draft_tokens, timings, max_rows)
-    )
-    return [finished[i] for i in range(len(prompts))]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dllg.decode.loop import check_finite, prompt_nll
+from dllg.decode.step_inputs import check_finite, prompt_nll
 from dllg.errors import DllgError
 from dllg.experts import Expert, ExpertOutput, ExpertPool
 from dllg.experts.padding import left_pad, right_pad
