@@ -82,6 +82,30 @@ def test_another_model_never_reads_them_and_a_broken_file_is_prefilled_again(ggu
     assert expert._prompts.load(PROMPTS[0]) is not None  # written whole again
 
 
+def test_a_state_llama_cpp_refuses_is_prefilled_again_without_growing_the_memory(
+    ggufs, tmp_path, monkeypatch
+):
+    """A file that reads back but holds a state llama.cpp cannot take (here cut short; another llama.cpp's
+    layout would do the same) is prefilled again and rewritten; the memory, which had room, stays (growing
+    it for every such file would take memory up to the cap)."""
+    from dllg.experts import llamacpp_context
+    from dllg.experts.llamacpp_prompts import Prefill
+
+    monkeypatch.setattr(llamacpp_context, "INITIAL_CONTEXT", 64)  # 256 cells: room to grow, and to spare
+    (path, _), tokenizer = ggufs
+    cache = tmp_path / "prompts"
+    decode(make(path, tokenizer, cache, batch_tokens=64), PROMPTS[:1])
+    expert = make(path, tokenizer, cache, batch_tokens=64)
+    kept = expert._prompts.load(PROMPTS[0])
+    expert._prompts.save(PROMPTS[0], Prefill(kept.state[: len(kept.state) // 2], kept.logits, kept.hidden))
+    before = expert._kv.cells
+    reference = decode(make(path, tokenizer, batch_tokens=64), PROMPTS[:1])
+    for ours, theirs in zip(decode(expert, PROMPTS[:1]), reference, strict=True):
+        torch.testing.assert_close(ours, theirs, atol=1e-2, rtol=1e-2)
+    assert (expert._prompts.hits, expert._prompts.misses) == (0, 1) and expert._kv.cells == before == 256
+    assert len(expert._prompts.load(PROMPTS[0]).state) == len(kept.state)
+
+
 def test_a_full_memory_grows_to_restore_a_kept_prompt(ggufs, tmp_path, monkeypatch):
     from dllg.experts import llamacpp_context
 

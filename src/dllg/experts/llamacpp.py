@@ -149,8 +149,9 @@ class LlamaCppExpert(Expert):
         # a split memory's live sequences' tokens by position: given more streams, it decodes them again
         self._history: dict[int, list[int]] = {}
         self.max_sequences = max_sequences
-        kv_types = (cache_type_k, cache_type_v)
-        self._prompts = PromptCache(prompt_cache, self.gguf_file, kv_types) if prompt_cache else None
+        # the saved states are llama.cpp's own bytes: another version of it may read them otherwise
+        layout = (cache_type_k, cache_type_v, getattr(llama, "__version__", "unknown"))
+        self._prompts = PromptCache(prompt_cache, self.gguf_file, layout) if prompt_cache else None
         super().__init__(name, tokenizer, source)
 
     def __del__(self) -> None:
@@ -315,15 +316,20 @@ class LlamaCppExpert(Expert):
 
     def _restore_sequence(self, data: bytes, seq: int, length: int) -> bool:
         """Sequence `seq` set to a saved state of `length` tokens, the memory grown if it has no room;
-        False (and the sequence empty) where llama.cpp refuses it."""
+        False (and the sequence empty) where llama.cpp refuses it for another reason (then the prompt is
+        prefilled and its file written again)."""
         buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
         for _ in range(2):
             if self._llama.llama_state_seq_set_data(self._kv.ctx, buffer, len(data), seq) != 0:
                 return True
             self._kv.drop(seq)
-            if not self._kv.grow(self._live, length):
-                return False
+            if self._cells_used() + length <= self._kv.cells or not self._kv.grow(self._live, length):
+                return False  # room was not what it lacked: growing would only take memory
         return False
+
+    def _cells_used(self) -> int:
+        memory = self._kv.memory
+        return sum(self._llama.llama_memory_seq_pos_max(memory, seq) + 1 for seq in self._live())
 
     def step(self, state: LlamaState, tokens: torch.Tensor) -> ExpertOutput:
         rows, count = tokens.shape

@@ -1,11 +1,12 @@
 """Prefills kept on disk for a llama.cpp expert: a prompt's KV state (llama.cpp's own bytes for one sequence)
 with the logits and hidden state of its last position, so that an evaluation of several methods on the same
-prompts prefills each prompt once (a prefill is about a fifth of a real-pair record's time on 2 cores).
+prompts prefills each prompt once (on the real pair, 2 cores: about a tenth of a fused method's time).
 
-A file is keyed by the model file (path, size, modification time), the KV memory's types and the prompt's
-tokens, and holds the tokens again: another model, another KV type or a colliding key never restores. A file
-that does not read back (cut short by a kill, corrupt) is a miss: the prompt is prefilled and the file
-written again. Files are written whole under a temporary name and renamed, so a kill leaves none half-written.
+A file is keyed by the model file (path, size, modification time), the KV memory's types, llama.cpp's
+version and the prompt's tokens, and holds the tokens again: another model, KV type or version, or a
+colliding key, never restores. A file that does not read back (cut short, corrupt: the zip's checksums
+catch it) is a miss: the prompt is prefilled and the file written again. Files are written whole under a
+temporary name and renamed, so a kill leaves none half-written.
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ class Prefill:
 
 
 class PromptCache:
-    def __init__(self, folder: str | Path, model_file: str | Path, kv_types: tuple[str, str]) -> None:
+    def __init__(self, folder: str | Path, model_file: str | Path, layout: tuple[str, ...]) -> None:
+        """`layout`: what else decides how a saved state reads back (KV types, llama.cpp's version)."""
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         stat = os.stat(model_file)
         file = f"{Path(model_file).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-        self._salt = f"{file}|{kv_types[0]}|{kv_types[1]}"
+        self._salt = "|".join([file, *layout])
         self.hits = self.misses = 0
 
     def path(self, prompt: list[int]) -> Path:
