@@ -271,18 +271,19 @@ def test_the_speculative_benchmark_prints_a_row_per_drafter():
     from dllg.cli.main import app
 
     args = ["bench", "speculative", "--experts", "world:arith", "world:code", "--limit", "2"]
-    args += ["--batch-sizes", "1", "-n", "8", "--dtype", "float64", "--speculate", "ngram,expert"]
+    args += ["--batch-sizes", "1", "-n", "8", "--dtype", "float64", "--speculate", "ngram,expert,reference"]
     result = CliRunner().invoke(app, expand_multi_value_options(args))
     assert result.exit_code == 0, result.output
     rows = [
         dict(p.split("=", 1) for p in line.split()) for line in result.output.splitlines() if "tok_s=" in line
     ]
-    assert [r["speculate"] for r in rows] == ["none", "ngram", "expert"]
+    assert [r["speculate"] for r in rows] == ["none", "ngram", "expert", "reference"]
     for row in rows:
         assert row["same_tokens"] == row["prompts"] == "2"  # float64: exactly the plain loop's answers
         shares = [float(row[f"share_{part}"]) for part in ("drafting", "experts", "rule")]
         assert abs(sum(shares) - 1) < 0.01 and float(row["limit_ratio"]) > 0
     assert float(rows[2]["accepted_share"]) > 0  # the smallest expert's drafts are sometimes kept
+    assert float(rows[3]["accepted_share"]) > 0  # and so are drafts from the experts' own answers
 
 
 def test_the_collection_benchmark_times_the_collect_path_per_backend():

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from dllg.decode import GenerationConfig, generate
+from dllg.decode.drafting import ReferenceDrafter
 from dllg.experts import Expert, ExpertPool
 from dllg.fusion import make_rule
 
@@ -156,6 +157,16 @@ def format_line(values: dict[str, object]) -> str:
     return " ".join(f"{k}={v}" for k, v in values.items())
 
 
+def experts_answers(pool: ExpertPool, prompts: list[list[int]], max_new_tokens: int) -> ReferenceDrafter:
+    """A reference drafter holding each expert's own greedy answer to each prompt."""
+    drafter = ReferenceDrafter()
+    config = GenerationConfig(max_new_tokens=max_new_tokens)
+    answers = [generate(pool, make_rule("single", expert=k), prompts, config) for k in range(len(pool))]
+    for i, prompt in enumerate(prompts):
+        drafter.add(prompt, [own[i].token_ids for own in answers])
+    return drafter
+
+
 def bench_speculative(
     pool: ExpertPool,
     rule_factory: Callable[[], object],
@@ -169,12 +180,16 @@ def bench_speculative(
     """The same greedy generations plain and with each drafter, timed in this run: tokens/s, the speedup,
     the ratio to the sequential limit (each expert generating alone on its backend, one after the other),
     drafted tokens kept, tokens per round, the time shares of drafting / the experts / the rule, and how
-    many outputs are the same as the plain loop's. One dict per drafter, "none" first."""
+    many outputs are the same as the plain loop's. One dict per drafter, "none" first.
+
+    `reference` drafts from each expert's own greedy answer to the prompt, generated first and not timed,
+    as `dllg eval --speculate reference` does from the experts' records."""
     limit_step = sum(
         step_time(own_generate_runner(e, prompts[:batch_size]), 16, repeats).step_seconds
         for e in pool.experts
     )
     limit_tok_s = batch_size / limit_step
+    objects = {"reference": experts_answers(pool, prompts, max_new_tokens)} if "reference" in drafters else {}
 
     def run(drafter: str) -> tuple[float, list, Counter]:
         config = GenerationConfig(max_new_tokens=max_new_tokens, speculate=drafter, draft_tokens=draft_tokens)
@@ -184,7 +199,9 @@ def bench_speculative(
             start, out = time.perf_counter(), []
             for first in range(0, len(prompts), batch_size):
                 batch = prompts[first : first + batch_size]
-                out += generate(pool, rule_factory(), batch, config, timings=timings)
+                out += generate(
+                    pool, rule_factory(), batch, config, drafter=objects.get(drafter), timings=timings
+                )
             elapsed = time.perf_counter() - start
             if best is None or elapsed < best[0]:
                 best = (elapsed, out, timings)

@@ -202,7 +202,11 @@ def speculative_command(
     limit: int = typer.Option(20, "--limit"),
     batch_sizes: str = typer.Option("1,4", "--batch-sizes"),
     max_new_tokens: int = typer.Option(96, "--max-new-tokens", "-n"),
-    speculate: str = typer.Option("ngram,expert", "--speculate", help="Drafters to time: ngram,expert."),
+    speculate: str = typer.Option(
+        "ngram,expert",
+        "--speculate",
+        help="Drafters to time: ngram, expert, reference (from each expert's own answer, made first).",
+    ),
     draft_tokens: int = typer.Option(4, "--draft-tokens"),
     repeats: int = typer.Option(1, "--repeats", help="Best of this many timings of each."),
     backend: str = typer.Option("hf", help="hf or llamacpp."),
