@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from dllg.experts.device import cpu_description
 
 SMALL, LARGE = "qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"
 RECORDS = Path("results/qwen-coder-pair/eval/records.jsonl")
@@ -28,13 +29,6 @@ RECORDS = Path("results/qwen-coder-pair/eval/records.jsonl")
 
 def read(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def run_eval(out: Path, args: argparse.Namespace, drafter: str) -> float:
@@ -66,7 +60,7 @@ def main() -> None:
     mine = [r for r in committed if r["method"] == args.method and r["task"] == task]
     first = {r["example_id"]: r for r in mine}
     print(
-        f"# {time.strftime('%Y-%m-%d %H:%M')} UTC, {cpu_name()}, {os.cpu_count()} cores; "
+        f"# {time.strftime('%Y-%m-%d %H:%M')} UTC, {cpu_description()}, {os.cpu_count()} cores; "
         f"{args.method} on the first {args.limit} of {args.task}; committed records of it: {len(mine)}",
         flush=True,
     )

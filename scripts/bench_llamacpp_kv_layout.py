@@ -10,29 +10,12 @@ hits both. Run it alone: a job beside it halves both figures.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
-from pathlib import Path
 
 import torch
 
+from dllg.experts.device import cpu_description
 from dllg.experts.loading import load_expert
-
-
-def cpu() -> str:
-    """The CPU's model name and the instruction sets that decide llama.cpp's speed here."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    name = next(
-        (line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), ""
-    )
-    flags = set(
-        next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    )
-    found = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_int8") if f in flags]
-    return f"{name} ({', '.join(found) or 'no AVX2'})"
 
 
 def prompts(rows: int, seed: int = 0) -> list[list[int]]:
@@ -77,7 +60,7 @@ def main() -> None:
             results[split]["rows"].append(rows_ms)
             results[split]["one"].append(one_ms)
     print(
-        f"{args.model} (llama.cpp, f16 KV), {cpu()}, "
+        f"{args.model} (llama.cpp, f16 KV), {cpu_description()}, "
         f"{torch.get_num_threads()} threads; prompts {len(batch[0])}-{len(batch[-1])} tokens"
     )
     for split, figures in results.items():

@@ -16,18 +16,12 @@ from pathlib import Path
 import torch
 
 from dllg.decode.prompts import encode_prompt
+from dllg.experts.device import cpu_description
 from dllg.experts.loading import load_expert
 from dllg.tasks import get_task
 
 EXPERTS = ("qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct")
 TASKS = (("humaneval", "test"), ("gsm8k", "eval"), ("dataframebench", "test"))
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def prefill_all(expert, prompts: list[list[int]], batch: int) -> tuple[float, list[torch.Tensor]]:
@@ -44,7 +38,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=16, help="Prompts per task.")
     parser.add_argument("--batch", type=int, default=8)
     args = parser.parse_args()
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')} UTC, {cpu_name()}, {os.cpu_count()} cores, Q4_K_M, f16 KV")
+    when = time.strftime("%Y-%m-%d %H:%M")
+    print(f"# {when} UTC, {cpu_description()}, {os.cpu_count()} cores, Q4_K_M, f16 KV")
     for name in EXPERTS:
         with tempfile.TemporaryDirectory() as folder:
             expert = load_expert(name, backend="llamacpp", llamacpp={"prompt_cache": folder})

@@ -1,5 +1,6 @@
 """Choose the compute dtype per device: what is fastest where it runs, always overridable."""
 
+import platform
 from functools import cache
 from pathlib import Path
 
@@ -26,6 +27,22 @@ def cpu_has_native_bf16() -> bool:
     except OSError:
         return False
     return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def cpu_description() -> str:
+    """The CPU's model name and the instruction sets that decide the speed figures here, for benchmarks."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next(
+        (line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), ""
+    )
+    flags = set(
+        next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    )
+    found = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_int8") if f in flags]
+    return f"{name} ({', '.join(found) or 'no AVX2'})"
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
