@@ -286,7 +286,7 @@ class LlamaCppExpert(Expert):
         made = {i: Prefill(b"", logits[k], hidden[k]) for k, i in enumerate(todo)}
         if self._prompts is not None:
             for i, prefill in made.items():
-                prefill.state = self._sequence_state(state.seqs[i])
+                prefill.state = bytes(self._kv.save_sequence(state.seqs[i]))
                 self._prompts.save(prompts[i], prefill)
         every = [kept.get(i) or made[i] for i in range(len(prompts))]
         return state, ExpertOutput(
@@ -307,20 +307,13 @@ class LlamaCppExpert(Expert):
         self._prompts.misses += len(prompts) - len(kept)
         return kept
 
-    def _sequence_state(self, seq: int) -> bytes:
-        llama = self._llama
-        size = llama.llama_state_seq_get_size(self._kv.ctx, seq)
-        buffer = (ctypes.c_uint8 * size)()
-        llama.llama_state_seq_get_data(self._kv.ctx, buffer, size, seq)
-        return bytes(buffer)
-
     def _restore_sequence(self, data: bytes, seq: int, length: int) -> bool:
         """Sequence `seq` set to a saved state of `length` tokens, the memory grown if it has no room;
         False (and the sequence empty) where llama.cpp refuses it for another reason (then the prompt is
         prefilled and its file written again)."""
         buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
         for _ in range(2):
-            if self._llama.llama_state_seq_set_data(self._kv.ctx, buffer, len(data), seq) != 0:
+            if self._kv.restore_sequence(buffer, seq):
                 return True
             self._kv.drop(seq)
             if self._cells_used() + length <= self._kv.cells or not self._kv.grow(self._live, length):

@@ -122,23 +122,30 @@ class KvContext:
     def _remake(self, live: Callable[[], list[int]], seq_cells: int) -> None:
         """The context remade with `seq_cells` cells per sequence, keeping the KV state of each live
         sequence (`live()` names them) under its id."""
-        llama = self._llama
-        saved = {}
-        for seq in live():
-            if llama.llama_memory_seq_pos_max(self.memory, seq) < 0:  # no cells yet: nothing to keep
-                continue
-            size = llama.llama_state_seq_get_size(self.ctx, seq)
-            buffer = (ctypes.c_uint8 * size)()
-            llama.llama_state_seq_get_data(self.ctx, buffer, size, seq)
-            saved[seq] = buffer
+        saved = {
+            seq: self.save_sequence(seq)
+            for seq in live()
+            if self._llama.llama_memory_seq_pos_max(self.memory, seq) >= 0  # no cells yet: nothing to keep
+        }
         self._make(seq_cells, self.streams)
         for seq, buffer in saved.items():
-            if llama.llama_state_seq_set_data(self.ctx, buffer, len(buffer), seq) == 0:
+            if not self.restore_sequence(buffer, seq):
                 raise DllgError(
                     f"{self._label}: llama.cpp could not restore sequence {seq} into a context of "
                     f"{self.cells} cells; set llamacpp context_tokens to a fixed size large enough for the "
                     "run"
                 )
+
+    def save_sequence(self, seq: int) -> Any:
+        """Sequence `seq`'s KV state, as llama.cpp writes it (a ctypes byte array)."""
+        size = self._llama.llama_state_seq_get_size(self.ctx, seq)
+        buffer = (ctypes.c_uint8 * size)()
+        self._llama.llama_state_seq_get_data(self.ctx, buffer, size, seq)
+        return buffer
+
+    def restore_sequence(self, buffer: Any, seq: int) -> bool:
+        """Sequence `seq` set to a saved state; False where llama.cpp refuses it (no room, another layout)."""
+        return self._llama.llama_state_seq_set_data(self.ctx, buffer, len(buffer), seq) != 0
 
     def reserve(self, sequences: int, longest: int) -> bool:
         """Room for sequence ids below `sequences`: a split memory adds streams (doubling, at most its
