@@ -68,6 +68,12 @@ def eval_command(
         help="llama.cpp experts keep each prompt's prefill in this folder and restore it when the prompt "
         "comes again: the methods of an evaluation prefill each prompt once.",
     ),
+    together: bool = typer.Option(
+        False,
+        "--together",
+        help="The fused methods decode each example together: one row while they choose the same tokens, "
+        "forked where they differ (each its own greedy answer, for fewer expert steps).",
+    ),
     by_tags: list[str] = typer.Option(
         None, "--by-tags", help="Also score this task's examples grouped by their tags (e.g. world-mixed)."
     ),
@@ -102,10 +108,13 @@ def eval_command(
         pool = ExpertPool(load_experts(experts, devices, dtypes, backends, ray_address=ray, llamacpp=options))
     config = GenerationConfig(max_new_tokens=max_new_tokens, speculate=speculate, draft_tokens=draft_tokens)
     if part is None:
-        evaluate_and_report(pool, names, loaded_tasks, out, config, batch_size, workers, by_tags or ())
+        evaluate_and_report(
+            pool, names, loaded_tasks, out, config, batch_size, workers, by_tags or (), together
+        )
         return
     mine = shard_eval_tasks(part, loaded_tasks)
-    print_counts(part.path(out), evaluate(pool, names, mine, part.path(out), config, batch_size, workers))
+    counts = evaluate(pool, names, mine, part.path(out), config, batch_size, workers, together=together)
+    print_counts(part.path(out), counts)
     console.print(
         f"the table: `dllg merge-shards {out}` once every shard is done, then this command without --shard",
         highlight=False,
@@ -129,6 +138,7 @@ def evaluate_and_report(
     batch_size: int,
     workers: int,
     by_tags: Sequence[str] = (),
+    together: bool = False,
 ) -> list[dict]:
     """Run what is missing from `out`, then print and write (next to `out`) the table, the tables by tag
     of the tasks in `by_tags`, and the ablation; returns the table's rows."""
@@ -149,7 +159,9 @@ def evaluate_and_report(
     unknown = set(by_tags) - {t.name for t in loaded_tasks}
     if unknown:
         raise DllgError(f"--by-tags {', '.join(sorted(unknown))}: not among the evaluated tasks")
-    print_counts(out, evaluate(pool, names, loaded_tasks, out, config, batch_size, workers))
+    print_counts(
+        out, evaluate(pool, names, loaded_tasks, out, config, batch_size, workers, together=together)
+    )
     records = select_records(list(read_records(out)), names, loaded_tasks)
     rows = results_table(records, oracle=True)
     console.print(rich_table(rows))

@@ -11,11 +11,17 @@ ones; every expert and the rule score all of those positions at once, a row keep
 the fused choice agrees with it (greedy: the same token; sampling: the rejection rule against the fused
 distribution), and every cache rolls back per row to what was kept. Greedy output is the plain loop's
 (exactly, where the arithmetic is deterministic); sampled output has the plain loop's distribution.
+
+Several rules may decode together (greedy, no drafter): each prompt is then one request per rule, riding on
+one row while the rules choose the same token; where they choose differently the row forks (every expert's
+state is copied), one row per distinct token. Each request gets what its rule alone would have made, for
+the expert steps of the answers' shared prefixes only once.
 """
 
 import itertools
 import time
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -30,7 +36,7 @@ from dllg.errors import DllgError
 from dllg.experts.expert import ExpertOutput
 from dllg.experts.padding import left_pad
 from dllg.experts.pool import ExpertPool
-from dllg.fusion.base import FusionRule, PromptContext
+from dllg.fusion.base import FusionOutput, FusionRule, PromptContext
 
 
 @dataclass
@@ -68,17 +74,28 @@ class _Group:
 
 @dataclass(eq=False)
 class _Sequence:
-    request: int
+    """One row of the batch: the requests riding on it (rule index -> request id; one unless rules decode
+    together) and what they share, the tokens; each request's weights are its own rule's."""
+
+    requests: dict[int, int]
     prompt: list[int]
     scored_prompt: list[int]
     group: _Group
     budget: int  # draft length for its next step, adapted to how much of its last draft was kept
     tokens: list[int] = field(default_factory=list)
-    weights: list[torch.Tensor] = field(default_factory=list)
+    weights: dict[int, list[torch.Tensor]] = field(default_factory=dict)
     reason: str = ""
     drafted: int = 0
     accepted: int = 0
     fed_drafts: list[int] = field(default_factory=list)  # the drafts fed after its last token
+
+    def fork(self, rules: list[int]) -> "_Sequence":
+        """A copy of this row carrying `rules`' requests (which leave this one)."""
+        requests = {r: self.requests.pop(r) for r in rules}
+        weights = {r: list(self.weights.pop(r)) for r in rules}
+        return _Sequence(
+            requests, self.prompt, self.scored_prompt, self.group, self.budget, list(self.tokens), weights
+        )
 
 
 class Decoder:
@@ -87,12 +104,16 @@ class Decoder:
     `submit` queues prompts (their settings may differ from other requests': sampling, stop strings,
     budgets); each `step` first lets waiting requests join (a prefill), then fuses, chooses and feeds one
     token per running row (more with a drafter) and reports what each request got. A request cancelled
-    with `cancel` leaves at the next step. At most `max_rows` rows run at once; the rest wait."""
+    with `cancel` leaves at the next step. At most `max_rows` rows run at once; the rest wait (rows that
+    fork may take the batch past it for a while: no prompt joins until it is below again).
+
+    Given several rules, they decode together (see the module's notes): every rule keeps state for every
+    row, and a prompt is submitted once for each rule it should be continued with."""
 
     def __init__(
         self,
         pool: ExpertPool,
-        rule: FusionRule,
+        rule: FusionRule | Sequence[FusionRule],
         drafter: str | Drafter = "none",
         draft_tokens: int = 4,
         max_rows: int | None = None,
@@ -101,24 +122,33 @@ class Decoder:
             raise DllgError(f"max_rows={max_rows}: it must be at least 1")
         if draft_tokens < 0:
             raise DllgError(f"draft_tokens={draft_tokens}: it must be >= 0")
-        self.pool, self.rule, self.max_rows = pool, rule, max_rows
-        running = rule.bind(pool.names)
+        self.rules = [rule] if isinstance(rule, FusionRule) else list(rule)
+        if not self.rules:
+            raise DllgError("no fusion rule given: name at least one")
+        self.pool, self.rule, self.max_rows = pool, self.rules[0], max_rows
+        running = self._bind(pool)
         self.experts = [pool[i] for i in running]
         backends = [e.backend for e in self.experts]
-        rule.notice_backends(backends)
+        for each in self.rules:
+            each.notice_backends(backends)
+        reads_hidden = any(each.reads_hidden for each in self.rules)
         for expert in self.experts:  # an expert in another process sends hidden states only if read
-            expert.outputs_wanted(hidden=rule.reads_hidden)
+            expert.outputs_wanted(hidden=reads_hidden)
+        self.needs_prompt_nll = any(each.needs_prompt_nll for each in self.rules)
         chosen = make_drafter(drafter) if isinstance(drafter, str) else drafter
         self.drafter = chosen.resolve(backends)
         self.draft_tokens = draft_tokens if self.drafter.name != "none" else 0
-        if self.draft_tokens and not rule.can_roll_back:
+        stuck = [each.name for each in self.rules if not each.can_roll_back]
+        if self.draft_tokens and (stuck or len(self.rules) > 1):
             if chosen.name == "auto":
                 self.draft_tokens = 0  # auto never speculates where it cannot
-            else:
+            elif stuck:
                 raise DllgError(
-                    f"fusion rule {rule.name!r} cannot roll its state back per row yet: "
+                    f"fusion rule {stuck[0]!r} cannot roll its state back per row yet: "
                     "decode without a drafter"
                 )
+            else:
+                raise DllgError("rules decoding together cannot draft: decode without a drafter")
         # the expert drafter: the smallest running expert, whose steps cost least
         sizes = [e.parameter_count() for e in self.experts] if self.drafter.drafts_with_expert else [0]
         self.drafting_expert = sizes.index(min(sizes))
@@ -136,6 +166,17 @@ class Decoder:
         self._requests = itertools.count()
         self._steps = 0
 
+    def _bind(self, pool: ExpertPool) -> list[int]:
+        """The experts every rule runs: rules decoding together must run the same ones."""
+        running = [each.bind(pool.names) for each in self.rules]
+        for each, experts in zip(self.rules[1:], running[1:], strict=True):
+            if experts != running[0]:
+                raise DllgError(
+                    f"fusion rules {self.rules[0].name!r} and {each.name!r} run different experts "
+                    f"({running[0]} vs {experts}): decode them separately"
+                )
+        return running[0]
+
     # -- requests ------------------------------------------------------------------------------------
 
     def submit(
@@ -143,17 +184,25 @@ class Decoder:
         prompts: list[list[int]],
         config: GenerationConfig | None = None,
         scored_prompts: list[list[int]] | None = None,
+        rules: list[list[int]] | None = None,
     ) -> list[int]:
-        """Queue prompts (token ids) to be continued with `config`; their request ids, in order.
+        """Queue prompts (token ids) to be continued with `config`; their request ids, in order: one per
+        prompt and rule, prompt by prompt.
 
         `scored_prompts`: what a rule that weighs experts by perplexity scores, one per prompt (Pack of
         LLMs scores the user's input alone, without the chat template's system prompt); default: the
-        prompts."""
+        prompts. `rules`: the indices of the rules to continue each prompt with (default: every rule)."""
         config = config or GenerationConfig()
         if scored_prompts is not None and len(scored_prompts) != len(prompts):
             raise DllgError(f"{len(scored_prompts)} scored prompts for {len(prompts)} prompts: give one each")
         if not prompts or any(len(p) == 0 for p in prompts):
             raise DllgError("every prompt needs at least one token: an empty prompt cannot be continued")
+        every = list(range(len(self.rules)))
+        rules = rules if rules is not None else [every] * len(prompts)
+        if len(rules) != len(prompts) or any(not r or not set(r) <= set(every) for r in rules):
+            raise DllgError(f"give each prompt a non-empty list of rule indices below {len(self.rules)}")
+        if len(self.rules) > 1 and not config.greedy:
+            raise DllgError("rules decode together only greedily: set temperature 0, or decode them apart")
         group = _Group(
             config,
             StopChecker(self.pool.tokenizer, self.eos_ids, config),
@@ -164,9 +213,10 @@ class Decoder:
         ids = []
         for i, prompt in enumerate(prompts):
             scored = scored_prompts[i] if scored_prompts is not None else prompt
-            request = next(self._requests)
-            self._waiting.append(_Sequence(request, list(prompt), list(scored), group, budget))
-            ids.append(request)
+            requests = {r: next(self._requests) for r in sorted(set(rules[i]))}
+            weights: dict[int, list[torch.Tensor]] = {r: [] for r in requests}
+            self._waiting.append(_Sequence(requests, list(prompt), list(scored), group, budget, [], weights))
+            ids += requests.values()
         return ids
 
     def cancel(self, request: int) -> None:
@@ -202,10 +252,39 @@ class Decoder:
             return updates
         started = time.perf_counter()
         inputs = fusion_input(self._outputs, self.device)
-        fused = self.rule.fuse(inputs)
+        fused = [each.fuse(inputs) for each in self.rules]
         self.timings["rule"] += time.perf_counter() - started
-        check_finite(fused, inputs, self.names, self.rule.name, self._steps)
+        for each, output in zip(self.rules, fused, strict=True):
+            check_finite(output, inputs, self.names, each.name, self._steps)
         self._steps += 1
+        chosen = [self._choices(output) for output in fused]  # each rule's (tokens, weights) per row
+        source = self._branch([tokens for tokens, _ in chosen])
+        positions = chosen[0][0].shape[1]
+
+        keep: list[int] = []
+        unused = torch.zeros(len(self._rows), dtype=torch.long)  # fed positions past what each row kept
+        for row, seq in enumerate(self._rows):
+            old = source[row]
+            tokens = chosen[next(iter(seq.requests))][0][old].tolist()  # its rules all chose these
+            weights = {r: chosen[r][1][old] for r in seq.requests}
+            added = self._extend(seq, tokens, weights)
+            unused[row] = positions - added
+            for r, request in seq.requests.items():
+                finished = self._result(seq, r) if seq.reason else None
+                updates.append(Update(request, seq.tokens[-added:], weights[r][:added], finished))
+            if not seq.reason:
+                keep.append(row)
+        if unused.any():
+            self._batch.rollback(unused)
+            for each in self.rules:
+                each.rollback(unused)
+        self._keep(keep)
+        if self._rows:
+            self._feed()
+        return updates
+
+    def _choices(self, fused: FusionOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        """A rule's choice for every row: tokens (B, T) and each pool expert's weights (B, T, N)."""
         scores, weights = fused.scores, fused.weights
         if scores.dim() == 2:  # one position per row: the same shapes as several
             scores, weights = scores.unsqueeze(1), weights.unsqueeze(1)
@@ -213,27 +292,33 @@ class Decoder:
         minimum = [s.group.config.min_new_tokens for s in self._rows]
         if any(minimum) and len(self.eos_index):
             scores = ban_early_eos(scores, [len(s.tokens) for s in self._rows], minimum, self.eos_index)
-        tokens = self._choose(scores)
         full_weights = torch.zeros(rows, positions, len(self.pool))
         full_weights[..., self.running_index] = weights.float().cpu()
+        return self._choose(scores), full_weights
 
-        keep: list[int] = []
-        unused = torch.zeros(rows, dtype=torch.long)  # fed positions past what each row kept
-        for i, seq in enumerate(self._rows):
-            added = self._extend(seq, tokens[i].tolist(), full_weights[i])
-            unused[i] = positions - added
-            updates.append(Update(seq.request, seq.tokens[-added:], full_weights[i, :added]))
-            if seq.reason:
-                updates[-1].finished = self._result(seq)
-            else:
-                keep.append(i)
-        if unused.any():
-            self._batch.rollback(unused)
-            self.rule.rollback(unused)
-        self._keep(keep)
-        if self._rows:
-            self._feed()
-        return updates
+    def _branch(self, tokens: list[torch.Tensor]) -> list[int]:
+        """Fork every row whose rules chose different tokens (rules decoding together: one position per
+        row): one row per distinct token, the rules that chose it riding on it. The forks go after the
+        current rows; returns each row's row before the fork."""
+        source = list(range(len(self._rows)))
+        if len(self.rules) == 1:
+            return source
+        forks: list[_Sequence] = []
+        for row, seq in enumerate(self._rows):
+            by_token: dict[int, list[int]] = {}
+            for r in seq.requests:
+                by_token.setdefault(int(tokens[r][row, 0]), []).append(r)
+            for rules in list(by_token.values())[1:]:  # the first token's rules stay on the row
+                forks.append(seq.fork(rules))
+                source.append(row)
+        if forks:
+            index = torch.tensor(source, dtype=torch.long)
+            self._batch.keep(index)
+            for each in self.rules:
+                each.keep_rows(index)
+            self._outputs = [ExpertOutput(o.logits[index], o.hidden[index]) for o in self._outputs]
+            self._rows += forks
+        return source
 
     def _choose(self, scores: torch.Tensor) -> torch.Tensor:
         """(B, T, V) -> (B, T) tokens, each request's rows by its group's settings and random stream."""
@@ -254,12 +339,14 @@ class Decoder:
             tokens[index] = chosen
         return tokens.cpu()
 
-    def _extend(self, seq: _Sequence, tokens: list[int], weights: torch.Tensor) -> int:
-        """Append a row's chosen tokens as far as they are valid; how many positions it used."""
+    def _extend(self, seq: _Sequence, tokens: list[int], weights: dict[int, torch.Tensor]) -> int:
+        """Append a row's chosen tokens (and each of its rules' weights) as far as they are valid; how many
+        positions it used."""
         drafts = seq.fed_drafts
         for j, token in enumerate(tokens):
             seq.tokens.append(token)
-            seq.weights.append(weights[j])
+            for r, rule_weights in weights.items():
+                seq.weights[r].append(rule_weights[j])
             seq.reason = seq.group.stopper.reason(seq.tokens) or ""
             # the next position is valid only if the draft fed there is the token just chosen
             if seq.reason or j >= len(drafts) or drafts[j] != token:
@@ -309,7 +396,8 @@ class Decoder:
             return
         index = torch.tensor(keep, dtype=torch.long)
         self._batch.keep(index)
-        self.rule.keep_rows(index)
+        for each in self.rules:
+            each.keep_rows(index)
         self._rows = [self._rows[i] for i in keep]
         self._outputs = [ExpertOutput(o.logits[index], o.hidden[index]) for o in self._outputs]
 
@@ -317,19 +405,15 @@ class Decoder:
         if not self._cancelled:
             return []
         updates = []
-        for seq in [s for s in self._waiting if s.request in self._cancelled]:
-            self._waiting.remove(seq)
-            seq.reason = "cancelled"
-            updates.append(Update(seq.request, [], torch.zeros(0, len(self.pool)), self._result(seq)))
-        keep = []
-        for i, seq in enumerate(self._rows):
-            if seq.request in self._cancelled:
-                seq.reason = "cancelled"
-                updates.append(Update(seq.request, [], torch.zeros(0, len(self.pool)), self._result(seq)))
-            else:
-                keep.append(i)
+        for seq in [*self._waiting, *self._rows]:
+            for r, request in list(seq.requests.items()):
+                if request in self._cancelled:
+                    result = self._result(seq, r, "cancelled")
+                    updates.append(Update(request, [], torch.zeros(0, len(self.pool)), result))
+                    del seq.requests[r]  # the row goes on while other requests ride on it
+        self._waiting = deque(s for s in self._waiting if s.requests)
         self._cancelled.clear()
-        self._keep(keep)
+        self._keep([i for i, seq in enumerate(self._rows) if seq.requests])
         return updates
 
     def _admit(self) -> list[Update]:
@@ -343,32 +427,37 @@ class Decoder:
         try:
             nll = (
                 prompt_nll(self.experts, [s.scored_prompt for s in joining], self.device)
-                if self.rule.needs_prompt_nll
+                if self.needs_prompt_nll
                 else None
             )
             states, outputs = self._batch.prefill(prompts)
         except Exception as exc:  # these requests fail; the running ones go on
-            return [Update(s.request, [], torch.zeros(0, len(self.pool)), error=exc) for s in joining]
+            return [
+                Update(request, [], torch.zeros(0, len(self.pool)), error=exc)
+                for s in joining
+                for request in s.requests.values()
+            ]
         ids, mask = left_pad(prompts, self.pool.pad_token_id())  # what a rule may read about the prompts
         context = PromptContext(input_ids=ids, attention_mask=mask, prompt_nll=nll)
-        if self._rows:
-            self._batch.join(states)
-            self.rule.extend(context)
-            self._outputs = concat_outputs(self._outputs, outputs)
-        else:
-            self._batch.join(states)
-            self.rule.start(context)
-            self._outputs = outputs
+        self._batch.join(states)
+        for each in self.rules:
+            if self._rows:
+                each.extend(context)
+            else:
+                each.start(context)
+        self._outputs = concat_outputs(self._outputs, outputs) if self._rows else outputs
         self._rows += joining
         return []
 
-    def _result(self, seq: _Sequence) -> Generation:
-        weights = torch.stack(seq.weights) if seq.weights else torch.zeros(0, len(self.pool))
+    def _result(self, seq: _Sequence, rule: int, reason: str | None = None) -> Generation:
+        """What the request of `rule` on this row got: the row's tokens with its rule's weights."""
+        reason = reason or seq.reason
+        weights = torch.stack(seq.weights[rule]) if seq.weights[rule] else torch.zeros(0, len(self.pool))
         return Generation(
-            text=seq.group.stopper.text(seq.tokens, seq.reason),
-            token_ids=seq.tokens,
+            text=seq.group.stopper.text(seq.tokens, reason),
+            token_ids=list(seq.tokens),
             weights=weights,
-            finish_reason=seq.reason,
+            finish_reason=reason,
             expert_names=self.pool.names,
             drafted=seq.drafted,
             accepted=seq.accepted,

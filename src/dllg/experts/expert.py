@@ -102,7 +102,9 @@ class Expert(ABC):
 
     @abstractmethod
     def keep_rows(self, state: Any, rows: torch.Tensor) -> None:
-        """Keep only these rows (indices into the current rows), in this order."""
+        """Keep only these rows (indices into the current rows), in this order. An index given twice forks
+        that row: both copies continue from its state (the decode loop branches where fusion rules
+        decoding together choose different tokens)."""
 
     @abstractmethod
     def join(self, state: Any, other: Any) -> None:

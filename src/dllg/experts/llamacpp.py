@@ -69,6 +69,10 @@ def drop_mapped_pages(path: str) -> None:
                 madvise(start, end - start, mmap.MADV_DONTNEED)  # a failure only leaves the pages resident
 
 
+# llama.cpp's own limit on sequence ids in one context (LLAMA_MAX_SEQ)
+MAX_SEQUENCES = 256
+
+
 @dataclass
 class LlamaState:
     """A batch being decoded: each row's llama.cpp sequence id and next position."""
@@ -200,7 +204,13 @@ class LlamaCppExpert(Expert):
 
     # -- sequences in the shared memory ------------------------------------------------------------------
 
-    def _take(self, count: int) -> list[int]:
+    def _take(self, count: int, grow: bool = False) -> list[int]:
+        if count > len(self._free) and grow and not self._kv.split:
+            # forks may outnumber the rows a batch was sized for: more sequence ids, the live ones kept
+            more = min(max(self.max_sequences, count - len(self._free)), MAX_SEQUENCES - self.max_sequences)
+            self._kv.allow_sequences(self.max_sequences + more, self._live)
+            self._free = sorted(self._free + list(range(self.max_sequences, self.max_sequences + more)))
+            self.max_sequences += more
         if count > len(self._free):
             raise DllgError(
                 f"expert {self.name!r} (llama.cpp) holds {self.max_sequences} sequences at once and "
@@ -342,7 +352,23 @@ class LlamaCppExpert(Expert):
         kept = rows.tolist()
         leaving = set(range(len(state.seqs))) - set(kept)
         self._release([state.seqs[i] for i in sorted(leaving)])
-        state.seqs = [state.seqs[i] for i in kept]
+        # A row named again is a fork: a new sequence sharing its source's KV cells (llama.cpp copies the
+        # cells' sequence membership, not the tensors), so both continue from the same state.
+        repeats = [i for j, i in enumerate(kept) if i in kept[:j]]
+        if repeats and self._kv.split:
+            raise DllgError(
+                f"expert {self.name!r}: rows cannot fork in a split KV memory (kv_split); drop kv_split"
+            )
+        copies = iter(self._take(len(repeats), grow=True))
+        seqs, seen = [], set()
+        for i in kept:
+            if i in seen:
+                seqs.append(next(copies))
+                self._kv.copy(state.seqs[i], seqs[-1])
+            else:
+                seqs.append(state.seqs[i])
+            seen.add(i)
+        state.seqs = seqs
         state.positions = [state.positions[i] for i in kept]
 
     def join(self, state: LlamaState, other: LlamaState) -> None:

@@ -189,6 +189,17 @@ class KvContext:
             if code != NO_KV_SLOT or not self.grow(live, tokens):
                 return code
 
+    def copy(self, source: int, target: int) -> None:
+        """Sequence `target` (empty) made a copy of sequence `source`: in a shared memory both then read the
+        same cells; a split memory copies them into the target's stream."""
+        self._llama.llama_memory_seq_cp(self.memory, source, target, -1, -1)
+
+    def allow_sequences(self, count: int, live: Callable[[], list[int]]) -> None:
+        """Room for sequence ids below `count` in a shared memory: the context is made anew for them, the
+        live sequences' KV state kept under their ids."""
+        self._params.n_seq_max = count
+        self._remake(live, self.seq_cells)
+
     def drop(self, seq: int, start: int = -1) -> None:
         """Forget sequence `seq` from position `start` on (all of it by default)."""
         self._llama.llama_memory_seq_rm(self.memory, seq, start, -1)

@@ -6,6 +6,7 @@ generate keep `batch_size` rows decoding, a finished row's place taken by the ne
   {"method", "task", "split", "example_id", "experts", "response", "verdict", "reason", "correct",
    "tokens", "finish", "generation", "expert_weights"[, "method_weights"][, "speculate", "draft_tokens"]}
   + for fused methods {"weights", "weight_mean", "weight_var", "weight_entropy"}
+  + for methods decoded together (--together) {"decoded_with": the other methods that shared its rows}
 
 `weights` is the (tokens, K) per-token expert weights rounded to 4 decimals; `weight_var` is each expert's
 variance across tokens; `weight_entropy` the mean over tokens of the entropy (nats) of the normalised
@@ -31,6 +32,7 @@ from dllg.experts import ExpertPool
 from dllg.jsonl import read_records
 from dllg.pipeline.methods import EvalItem, Method, MethodOutput, RecordKey, make_method
 from dllg.pipeline.resumable import WorkGroup, append_as_done, refuse_changed
+from dllg.pipeline.together import together_methods, together_stream
 from dllg.sources.fingerprint import weights_fingerprint
 from dllg.tasks.base import Example, get_task
 from dllg.tasks.scoring import require_verifiers, verify_responses
@@ -123,14 +125,18 @@ def evaluate(
     batch_size: int = 8,
     workers: int = 2,
     limit: int | None = None,
+    together: bool = False,
 ) -> dict[str, int]:
     """Write a record for every (method, task example) not in `out_path` yet; returns this run's counts.
 
-    Methods another one requires (dllg-static:X needs dllg:X) are evaluated first and kept."""
+    Methods another one requires (dllg-static:X needs dllg:X) are evaluated first and kept. `together`:
+    the fused methods decode each example together (`dllg.pipeline.together`; greedy, no drafter)."""
     if batch_size < 1:
         raise DllgError(f"batch_size={batch_size}: it must be at least 1")
-    out_path = Path(out_path)
     config = generation_config or GenerationConfig()
+    if together and (config.speculate != "none" or not config.greedy):
+        raise DllgError("--together decodes greedily without a drafter: drop --speculate or --together")
+    out_path = Path(out_path)
     chosen = with_requirements([make_method(m) if isinstance(m, str) else m for m in methods])
     loaded = [load_eval_tasks([t], limit)[0] if isinstance(t, str) else t for t in tasks]
     require_verifiers([e for t in loaded for e in t.examples])
@@ -150,18 +156,41 @@ def evaluate(
             mine = [r for r in done.values() if r.get("method") == method.name]
             refuse_changed(mine, {"method_weights": digests[method.name]}, out_path, FRESH_HINT)
 
-    def group(method: Method, items: list[EvalItem]) -> WorkGroup:
-        extra = made_with | config.drafting()
-        if digests[method.name]:
-            extra["method_weights"] = digests[method.name]
+    def extra(method: Method) -> dict:
+        digest = {"method_weights": digests[method.name]} if digests[method.name] else {}
+        return made_with | config.drafting() | digest
 
+    def group(method: Method, items: list[EvalItem]) -> WorkGroup:
         def stream(items: list[EvalItem], max_rows: int) -> Iterator[list[dict]]:
-            for record in _stream_records(pool, method, items, config, done, workers, max_rows):
-                yield [record | extra]
+            for index, output in _outputs(method.stream(pool, items, config, done, max_rows), method, items):
+                yield [verified(method, items[index], output) | extra(method)]
 
         return WorkGroup(f"{method.name} on {items[0].task}" if items else method.name, items, stream)
 
-    groups = [group(method, items) for method, items in _pending(chosen, loaded, done)]
+    def verified(method: Method, item: EvalItem, output: MethodOutput) -> dict:
+        verdict = verify_responses([item.example], [output.response], workers, finishes=[output.finish])[0]
+        return make_record(method.name, item, output, verdict, pool.names)
+
+    def shared_record(method: Method, item: EvalItem, output: MethodOutput, others: list[str]) -> dict:
+        return verified(method, item, output) | {"decoded_with": others} | extra(method)
+
+    pending = _pending(chosen, loaded, done)
+    shared = together_methods(chosen, pending) if together else []
+    groups: list[WorkGroup] = []
+    for method in chosen:  # in order: a method after the ones it requires
+        if method is (shared[0] if shared else None):
+            stream = together_stream(pool, shared, config, done, shared_record)
+            for task in loaded:
+                pairs = [
+                    (m, i)
+                    for m, items in pending
+                    if m in shared
+                    for i in items
+                    if (i.task, i.split) == (task.name, task.split)
+                ]
+                groups.append(WorkGroup(f"{len(shared)} methods together on {task.name}", pairs, stream))
+        elif method not in shared:
+            groups += [group(m, items) for m, items in pending if m is method]
     skipped = sum(len(t.examples) for t in loaded) * len(chosen) - sum(len(g.items) for g in groups)
     return append_as_done(
         out_path,
@@ -197,21 +226,13 @@ def _pending(
     ]
 
 
-def _stream_records(
-    pool: ExpertPool,
-    method: Method,
-    items: list[EvalItem],
-    config: GenerationConfig,
-    done: dict[RecordKey, dict],
-    workers: int,
-    max_rows: int,
-) -> Iterator[dict]:
-    """Each item's verified record as soon as its response is done, `max_rows` items in work at once."""
+def _outputs(
+    stream: Iterator[tuple[int, MethodOutput]], method: Method, items: list[EvalItem]
+) -> Iterator[tuple[int, MethodOutput]]:
+    """A method's (item index, output) stream, each item answered once."""
     seen: set[int] = set()
-    for index, output in method.stream(pool, items, config, done, max_rows):
+    for index, output in stream:
         if index in seen or not 0 <= index < len(items):
             raise DllgError(f"method {method.name!r} gave a second or unknown response (item {index})")
         seen.add(index)
-        item = items[index]
-        verdict = verify_responses([item.example], [output.response], workers, finishes=[output.finish])[0]
-        yield make_record(method.name, item, output, verdict, pool.names)
+        yield index, output

@@ -64,10 +64,21 @@ class MethodOutput:
         )
 
 
+@dataclass
+class TogetherPlan:
+    """How a method decodes beside other methods (`dllg eval --together`): its fusion rule, with a row's
+    state for every item of the group, and its output made from a generation (item index, generation)."""
+
+    rule: FusionRule
+    output: Callable[[int, Generation], MethodOutput]
+
+
 class Method(ABC):
-    """One evaluated row. `requires` names methods whose records must exist first, on the same examples."""
+    """One evaluated row. `requires` names methods whose records must exist first, on the same examples;
+    `decodes_together`: it may share rows with other such methods (a fusion rule over every expert)."""
 
     requires: tuple[str, ...] = ()
+    decodes_together = False
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -89,6 +100,13 @@ class Method(ABC):
         done: Mapping[RecordKey, dict],
     ) -> list[MethodOutput]:
         """One output per item, in order; `done` holds every record written so far."""
+
+    def together(
+        self, pool: ExpertPool, items: list[EvalItem], done: Mapping[RecordKey, dict], wanted: list[bool]
+    ) -> TogetherPlan:
+        """Its plan for decoding `items` beside other methods; it answers those flagged in `wanted` (the
+        rule still keeps a row's state for the others)."""
+        raise DllgError(f"method {self.name!r} decodes alone, not together with others")
 
     def stream(
         self,
@@ -171,6 +189,7 @@ class RuleMethod(Method):
         self.rule_name = rule
         self.options = options
         self.fused = fused
+        self.decodes_together = fused  # `single` runs one expert: it cannot share rows that run both
         self._rule: FusionRule | None = None
 
     def prepare(self, pool: ExpertPool) -> None:
@@ -204,10 +223,20 @@ class RuleMethod(Method):
         for index, generation in stream_items(pool, self._rule, items, config, max_rows, done):
             yield index, MethodOutput.from_generation(generation, self.fused)
 
+    def together(
+        self, pool: ExpertPool, items: list[EvalItem], done: Mapping[RecordKey, dict], wanted: list[bool]
+    ) -> TogetherPlan:
+        if not self.decodes_together:
+            return super().together(pool, items, done, wanted)
+        rule = make_rule(self.rule_name, **self.options)  # its own state: not the one `stream` uses
+        return TogetherPlan(rule, lambda _index, generation: MethodOutput.from_generation(generation, True))
+
 
 class DllgStatic(Method):
     """The dynamic-vs-static ablation: each example regenerated with rule `static` at the mean weights the
     gate gave that example's response (read from the `dllg:PATH` record, which `requires` ensures)."""
+
+    decodes_together = True
 
     def __init__(self, name: str, gate: str) -> None:
         super().__init__(name)
@@ -249,6 +278,21 @@ class DllgStatic(Method):
         rule = RowStatic(weights)
         for index, generation in stream_items(pool, rule, items, config, max_rows, done):
             yield index, MethodOutput.from_generation(generation, True, static_weights=weights[index])
+
+    def together(
+        self, pool: ExpertPool, items: list[EvalItem], done: Mapping[RecordKey, dict], wanted: list[bool]
+    ) -> TogetherPlan:
+        # the rows it does not answer still need weights: even ones, never read
+        even = [1.0 / len(pool)] * len(pool)
+        weights = [
+            self.mean_weights(item, done) if w else even for item, w in zip(items, wanted, strict=True)
+        ]
+        return TogetherPlan(
+            RowStatic(weights),
+            lambda index, generation: MethodOutput.from_generation(
+                generation, True, static_weights=weights[index]
+            ),
+        )
 
 
 # --- the registry -------------------------------------------------------------------------------------
