@@ -22,13 +22,13 @@ import itertools
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import torch
 
 from dllg.decode.config import GenerationConfig
 from dllg.decode.drafting import Drafter, make_drafter
 from dllg.decode.lockstep import LockstepExperts
+from dllg.decode.rows import Generation, RequestGroup, Row, Update
 from dllg.decode.sampling import choose_tokens, make_generator, sample_with_drafts, sampling_probs
 from dllg.decode.step_inputs import ban_early_eos, check_finite, concat_outputs, fusion_input, prompt_nll
 from dllg.decode.stopping import StopChecker
@@ -37,65 +37,6 @@ from dllg.experts.expert import ExpertOutput
 from dllg.experts.padding import left_pad
 from dllg.experts.pool import ExpertPool
 from dllg.fusion.base import FusionOutput, FusionRule, PromptContext
-
-
-@dataclass
-class Generation:
-    text: str
-    token_ids: list[int]
-    weights: torch.Tensor  # (num_tokens, K): each expert's weight at each generated token (0: not run)
-    finish_reason: str  # "eos", "stop", "length" or "cancelled"
-    expert_names: list[str]
-    drafted: int = 0  # drafted tokens fed to the experts (speculative decoding)
-    accepted: int = 0  # of those, the ones the fused choice agreed with
-
-
-@dataclass
-class Update:
-    """What one step did for one request: the tokens it added (with their weights), and the result when
-    the request finished (or the error that stopped it before it started)."""
-
-    request: int
-    tokens: list[int]
-    weights: torch.Tensor  # (len(tokens), K)
-    finished: Generation | None = None
-    error: BaseException | None = None
-
-
-@dataclass(eq=False)
-class _Group:
-    """Requests submitted together share their settings, stop checker and random generator (a batch of
-    prompts sampled with one seed draws from one stream, as one batched call would)."""
-
-    config: GenerationConfig
-    stopper: StopChecker
-    generator: torch.Generator | None
-
-
-@dataclass(eq=False)
-class _Sequence:
-    """One row of the batch: the requests riding on it (rule index -> request id; one unless rules decode
-    together) and what they share, the tokens; each request's weights are its own rule's."""
-
-    requests: dict[int, int]
-    prompt: list[int]
-    scored_prompt: list[int]
-    group: _Group
-    budget: int  # draft length for its next step, adapted to how much of its last draft was kept
-    tokens: list[int] = field(default_factory=list)
-    weights: dict[int, list[torch.Tensor]] = field(default_factory=dict)
-    reason: str = ""
-    drafted: int = 0
-    accepted: int = 0
-    fed_drafts: list[int] = field(default_factory=list)  # the drafts fed after its last token
-
-    def fork(self, rules: list[int]) -> "_Sequence":
-        """A copy of this row carrying `rules`' requests (which leave this one)."""
-        requests = {r: self.requests.pop(r) for r in rules}
-        weights = {r: list(self.weights.pop(r)) for r in rules}
-        return _Sequence(
-            requests, self.prompt, self.scored_prompt, self.group, self.budget, list(self.tokens), weights
-        )
 
 
 class Decoder:
@@ -159,8 +100,8 @@ class Decoder:
         self.eos_index = torch.tensor(sorted(self.eos_ids), dtype=torch.long, device=self.device)
         self.running_index = torch.tensor(running, dtype=torch.long)
         self._batch = LockstepExperts(self.experts, pool.parallel)
-        self._rows: list[_Sequence] = []  # running requests, in batch order
-        self._waiting: deque[_Sequence] = deque()
+        self._rows: list[Row] = []  # running requests, in batch order
+        self._waiting: deque[Row] = deque()
         self._cancelled: set[int] = set()
         self._outputs: list[ExpertOutput] = []  # the experts' outputs at each running row's fed positions
         self._requests = itertools.count()
@@ -203,7 +144,7 @@ class Decoder:
             raise DllgError(f"give each prompt a non-empty list of rule indices below {len(self.rules)}")
         if len(self.rules) > 1 and not config.greedy:
             raise DllgError("rules decode together only greedily: set temperature 0, or decode them apart")
-        group = _Group(
+        group = RequestGroup(
             config,
             StopChecker(self.pool.tokenizer, self.eos_ids, config),
             make_generator(config, self.device),
@@ -215,7 +156,7 @@ class Decoder:
             scored = scored_prompts[i] if scored_prompts is not None else prompt
             requests = {r: next(self._requests) for r in sorted(set(rules[i]))}
             weights: dict[int, list[torch.Tensor]] = {r: [] for r in requests}
-            self._waiting.append(_Sequence(requests, list(prompt), list(scored), group, budget, [], weights))
+            self._waiting.append(Row(requests, list(prompt), list(scored), group, budget, [], weights))
             ids += requests.values()
         return ids
 
@@ -303,7 +244,7 @@ class Decoder:
         source = list(range(len(self._rows)))
         if len(self.rules) == 1:
             return source
-        forks: list[_Sequence] = []
+        forks: list[Row] = []
         for row, seq in enumerate(self._rows):
             by_token: dict[int, list[int]] = {}
             for r in seq.requests:
@@ -323,7 +264,7 @@ class Decoder:
     def _choose(self, scores: torch.Tensor) -> torch.Tensor:
         """(B, T, V) -> (B, T) tokens, each request's rows by its group's settings and random stream."""
         rows, positions, vocab = scores.shape
-        groups: dict[_Group, list[int]] = {}
+        groups: dict[RequestGroup, list[int]] = {}
         for i, seq in enumerate(self._rows):
             groups.setdefault(seq.group, []).append(i)
         tokens = torch.empty(rows, positions, dtype=torch.long, device=scores.device)
@@ -339,7 +280,7 @@ class Decoder:
             tokens[index] = chosen
         return tokens.cpu()
 
-    def _extend(self, seq: _Sequence, tokens: list[int], weights: dict[int, torch.Tensor]) -> int:
+    def _extend(self, seq: Row, tokens: list[int], weights: dict[int, torch.Tensor]) -> int:
         """Append a row's chosen tokens (and each of its rules' weights) as far as they are valid; how many
         positions it used."""
         drafts = seq.fed_drafts
@@ -449,7 +390,7 @@ class Decoder:
         self._rows += joining
         return []
 
-    def _result(self, seq: _Sequence, rule: int, reason: str | None = None) -> Generation:
+    def _result(self, seq: Row, rule: int, reason: str | None = None) -> Generation:
         """What the request of `rule` on this row got: the row's tokens with its rule's weights."""
         reason = reason or seq.reason
         weights = torch.stack(seq.weights[rule]) if seq.weights[rule] else torch.zeros(0, len(self.pool))
