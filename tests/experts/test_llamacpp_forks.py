@@ -63,6 +63,18 @@ def test_a_forked_row_continues_from_its_sources_state_past_the_sequence_ids_it_
     assert not torch.allclose(forked[0], forked[2], atol=1e-2)  # one state, other tokens: other logits
 
 
+def test_a_shared_memory_takes_more_rows_than_it_was_made_for(files):
+    small, big = expert(files, max_sequences=2), expert(files, max_sequences=8)
+    prompts = [[5, 6, 7], [8, 9], [10, 11, 12, 13], [14]]
+    outputs = []
+    for each in (small, big):
+        state, out = each.prefill(prompts)
+        outputs.append(out.logits)
+        each.release(state)
+    assert small.max_sequences == 4
+    torch.testing.assert_close(outputs[0], outputs[1], atol=1e-4, rtol=1e-4)
+
+
 def test_a_split_memory_refuses_to_fork(files):
     split = expert(files, max_sequences=2, kv_split=True)
     state, _ = split.prefill([[5, 6, 7]])

@@ -204,9 +204,10 @@ class LlamaCppExpert(Expert):
 
     # -- sequences in the shared memory ------------------------------------------------------------------
 
-    def _take(self, count: int, grow: bool = False) -> list[int]:
-        if count > len(self._free) and grow and not self._kv.split:
-            # forks may outnumber the rows a batch was sized for: more sequence ids, the live ones kept
+    def _take(self, count: int) -> list[int]:
+        if count > len(self._free) and not self._kv.split:
+            # more rows than the expert was made for (forks, a big batch): more sequence ids in the shared
+            # memory, the live ones kept (a split memory has a stream per id: its count stays)
             more = min(max(self.max_sequences, count - len(self._free)), MAX_SEQUENCES - self.max_sequences)
             self._kv.allow_sequences(self.max_sequences + more, self._live)
             self._free = sorted(self._free + list(range(self.max_sequences, self.max_sequences + more)))
@@ -359,7 +360,7 @@ class LlamaCppExpert(Expert):
             raise DllgError(
                 f"expert {self.name!r}: rows cannot fork in a split KV memory (kv_split); drop kv_split"
             )
-        copies = iter(self._take(len(repeats), grow=True))
+        copies = iter(self._take(len(repeats)))
         seqs, seen = [], set()
         for i in kept:
             if i in seen:
