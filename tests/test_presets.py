@@ -112,6 +112,21 @@ def test_ensemble_from_preset_fuses_with_its_gate_unless_told_otherwise():
     assert not torch.allclose(gated.weights, torch.full_like(gated.weights, 0.5))
 
 
+def test_ensemble_compare_gives_each_rule_its_own_answers():
+    ensemble = Ensemble.from_preset("world", device="cpu", dtype="fp32")
+    prompts = [PROMPT, "What is 3 * 4?"]
+    compared = ensemble.compare(prompts, ["dllg", "uniform", "packllm"], max_new_tokens=12)
+    assert list(compared) == ["dllg", "uniform", "packllm"]
+    for name, answers in compared.items():
+        alone = ensemble.generate(prompts, name, max_new_tokens=12, speculate="none")
+        assert [a.token_ids for a in answers] == [a.token_ids for a in alone], name
+        assert all(
+            torch.allclose(a.weights, b.weights, atol=1e-5) for a, b in zip(answers, alone, strict=True)
+        )
+    with pytest.raises(DllgError, match="name each rule once"):
+        ensemble.compare(PROMPT, ["uniform", "uniform"])
+
+
 def test_serve_and_lm_eval_take_the_preset():
     pool, rule = pool_and_rule(None, None, None, None, {}, "cpu", "fp32", "hf", preset="world")
     assert pool.names == ["world:arith", "world:code"] and rule.name == "dllg"

@@ -1,8 +1,10 @@
-"""The Python API: `Ensemble(experts).generate(prompts, fusion=...)`."""
+"""The Python API: `Ensemble(experts).generate(prompts, fusion=...)`, and `compare(prompts, fusions)` for
+several rules at once."""
 
 from collections.abc import Sequence
 
 from dllg.decode import Generation, GenerationConfig, generate
+from dllg.decode.generate import generate_together
 from dllg.decode.prompts import Prompt, encode_prompt, encode_user_text
 from dllg.errors import DllgError
 from dllg.experts import Expert, ExpertPool
@@ -77,22 +79,10 @@ class Ensemble:
     ) -> list[Generation]:
         """One Generation (text, token ids, per-token expert weights) per prompt, in order. No `fusion`:
         rule dllg with the preset's gate (`from_preset`), else uniform."""
-        if isinstance(prompts, str) or (
-            isinstance(prompts, list) and prompts and isinstance(prompts[0], dict)
-        ):
-            prompts = [prompts]  # type: ignore[list-item]
+        prompts = _as_list(prompts)
         if batch_size < 1:
             raise DllgError(f"batch_size={batch_size}: it must be at least 1")
-        if fusion is None:
-            fusion = "dllg" if self.gate is not None else "uniform"
-        if fusion == "dllg" and self.gate is not None:
-            rule_options.setdefault("gate", self.gate)
-        if isinstance(fusion, FusionRule):
-            if rule_options:
-                raise DllgError("rule options go to make_rule when fusion is given as a rule object")
-            rule = fusion
-        else:
-            rule = make_rule(fusion, **rule_options)
+        rule = self._rule(fusion, rule_options)
         config = GenerationConfig(
             max_new_tokens=max_new_tokens,
             min_new_tokens=min_new_tokens,
@@ -117,6 +107,58 @@ class Ensemble:
             )
         return results
 
+    def compare(
+        self,
+        prompts: Prompt | Sequence[Prompt],
+        fusions: Sequence[str | FusionRule],
+        *,
+        chat: bool = True,
+        batch_size: int = 8,
+        max_new_tokens: int = 256,
+        stop: Sequence[str] = (),
+    ) -> dict[str, list[Generation]]:
+        """Each prompt continued greedily with every rule in `fusions` ({rule: generations, in prompt
+        order}), the rules decoding together: one row while they choose the same token, forked where they
+        differ, so their common prefixes cost the experts one step each. `dllg` fuses with the preset's gate;
+        give a rule object for other options.
+
+        >>> Ensemble.from_preset("world").compare("What is 2 + 3?", ["dllg", "uniform", "entropy"])"""
+        prompts = _as_list(prompts)
+        rules = [self._rule(fusion, {}) for fusion in fusions]
+        names = [f if isinstance(f, str) else f.name for f in fusions]
+        if len(set(names)) != len(names) or not names:
+            raise DllgError(f"fusions {names}: name each rule once (give rule objects different names)")
+        if batch_size < 1:
+            raise DllgError(f"batch_size={batch_size}: it must be at least 1")
+        config = GenerationConfig(max_new_tokens=max_new_tokens, stop=tuple(stop), speculate="none")
+        encoded = [self.encode(p, chat=chat) for p in prompts]
+        scored = (
+            [encode_user_text(self.pool.tokenizer, p) for p in prompts]
+            if any(rule.needs_prompt_nll for rule in rules)
+            else None
+        )
+        finished = dict(generate_together(self.pool, rules, encoded, config, scored, max_rows=batch_size))
+        return {name: [finished[i, r] for i in range(len(prompts))] for r, name in enumerate(names)}
+
+    def _rule(self, fusion: str | FusionRule | None, options: dict) -> FusionRule:
+        """The rule `fusion` names (none: dllg with the preset's gate, else uniform)."""
+        if fusion is None:
+            fusion = "dllg" if self.gate is not None else "uniform"
+        if fusion == "dllg" and self.gate is not None:
+            options.setdefault("gate", self.gate)
+        if isinstance(fusion, FusionRule):
+            if options:
+                raise DllgError("rule options go to make_rule when fusion is given as a rule object")
+            return fusion
+        return make_rule(fusion, **options)
+
     def __repr__(self) -> str:
         parts = [f"{e.name} ({e.device}, {str(e.dtype).removeprefix('torch.')})" for e in self.pool.experts]
         return f"Ensemble({', '.join(parts)})"
+
+
+def _as_list(prompts: Prompt | Sequence[Prompt]) -> list[Prompt]:
+    """One prompt (text, or chat messages) or several, as a list."""
+    if isinstance(prompts, str) or (isinstance(prompts, list) and prompts and isinstance(prompts[0], dict)):
+        return [prompts]  # type: ignore[list-item]
+    return list(prompts)  # type: ignore[arg-type]
