@@ -66,7 +66,7 @@ class Decoder:
         self.rules = [rule] if isinstance(rule, FusionRule) else list(rule)
         if not self.rules:
             raise DllgError("no fusion rule given: name at least one")
-        self.pool, self.rule, self.max_rows = pool, self.rules[0], max_rows
+        self.pool, self.max_rows = pool, max_rows
         running = self._bind(pool)
         self.experts = [pool[i] for i in running]
         backends = [e.backend for e in self.experts]
