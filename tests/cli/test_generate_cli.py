@@ -180,3 +180,77 @@ def test_generate_writes_the_answer_page(folders, tmp_path):
         and (tmp_path / "answer-1.html").is_file()
         and (tmp_path / "answer-2.html").is_file()
     )
+
+
+def answers_by_rule(output: str, rules: list[str]) -> dict[str, str]:
+    """The text printed under each rule's heading (`── uniform ──`)."""
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in output.splitlines():
+        heading = re.search(r"─+ (\S+) ─+$", line.strip())  # progress bars may share its line
+        if heading and heading.group(1) in rules:
+            current = heading.group(1)
+            sections[current] = []
+        elif current is not None:
+            sections[current].append(line)
+    return {rule: "\n".join(lines).strip() for rule, lines in sections.items()}
+
+
+def page_data(path) -> dict:
+    import json
+
+    return json.loads(re.search(r'id="answer-data">(.*?)</script>', path.read_text(), re.S).group(1))
+
+
+def test_several_fusions_give_each_rule_its_own_answer(folders, tmp_path):
+    prompt = "def add(a, b):"
+    args = ["generate", "--experts", *folders, "--fusion", "uniform,entropy", "-f", "static"]
+    page = tmp_path / "answer.html"
+    result = invoke([*args, "--weights", "0.3,0.7", "--tau", "2", "-n", "6", "--html", str(page), prompt])
+    assert result.exit_code == 0, result.output
+    printed = answers_by_rule(result.output, ["uniform", "entropy", "static"])
+    assert list(printed) == ["uniform", "entropy", "static"]
+    ensemble = Ensemble(folders)
+    # each flag went to the rules that take it: --weights to static, --tau to entropy
+    expected = {
+        "uniform": ensemble.generate(prompt, "uniform", max_new_tokens=6)[0],
+        "entropy": ensemble.generate(prompt, "entropy", tau=2.0, max_new_tokens=6)[0],
+        "static": ensemble.generate(prompt, "static", weights=[0.3, 0.7], max_new_tokens=6)[0],
+    }
+    for rule, answer in expected.items():  # each page holds its rule's tokens and weights exactly
+        data = page_data(tmp_path / f"answer-{rule}.html")
+        texts = [text for text, _ in data["tokens"]]
+        assert len(texts) == len(answer.token_ids), rule
+        assert "".join(texts) == ensemble.pool.tokenizer.decode(answer.token_ids), rule
+        assert ["method", rule] in data["meta"]
+        weights = torch.tensor([w for _, w in data["tokens"]])
+        torch.testing.assert_close(weights, answer.weights, atol=1e-4, rtol=0)
+    assert not page.exists()
+    assert len({printed[rule] for rule in printed}) > 1  # the rules do differ here: the test tells them apart
+
+
+def test_several_fusions_with_a_preset_use_its_gate():
+    prompt = "Let k be 4 + 9 - 1. Write f(x) = x * k."
+    result = invoke(["generate", "--preset", "world", "--fusion", "dllg,uniform", "-n", "8", prompt])
+    assert result.exit_code == 0, result.output
+    printed = answers_by_rule(result.output, ["dllg", "uniform"])
+    ensemble = Ensemble.from_preset("world")
+    for rule in ("dllg", "uniform"):
+        assert printed[rule] == ensemble.generate(prompt, rule, max_new_tokens=8)[0].text.strip()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--fusion", "uniform,nope"], "unknown fusion rule 'nope'"),
+        (["--fusion", "uniform", "-f", "uniform,entropy"], "name each rule once"),
+        (["--fusion", "uniform,entropy", "--top-k", "3"], "none of the rules uniform, entropy takes top_k"),
+        (["--fusion", "uniform,entropy", "--temperature", "0.7"], "decode together greedily"),
+        (["--fusion", "uniform,entropy", "--gate", "world:gate"], "add dllg to the --fusion rules"),
+        (["--fusion", "uniform,dllg"], "needs a trained gate"),
+    ],
+)
+def test_bad_fusion_lists_are_one_line_errors(folders, args, message):
+    result = invoke(["generate", "--experts", *folders, *args, "-n", "2", "hi"])
+    assert result.exit_code == 1, result.output
+    assert message in result.output and "Traceback" not in result.output

@@ -10,7 +10,7 @@ from dllg.cli.common import BACKEND_HELP, PRESET_HELP, RAY_HELP, console, user_e
 from dllg.config import rule_and_gate
 from dllg.errors import DllgError
 from dllg.fusion import RULES
-from dllg.fusion.base import parse_weights
+from dllg.fusion.base import make_rule, parse_weights, rule_options
 from dllg.presets import choose_experts
 
 if TYPE_CHECKING:  # the decode loop imports transformers: seconds that light commands should not pay
@@ -62,7 +62,13 @@ def generate_command(
         None, "--experts", "-e", help="Experts: catalog name, folder, .gguf or hub id."
     ),
     preset: str = typer.Option(None, "--preset", "-p", help=PRESET_HELP),
-    fusion: str = typer.Option(None, "--fusion", "-f", help=f"Fusion rule: {', '.join(sorted(RULES))}."),
+    fusions: list[str] = typer.Option(
+        None,
+        "--fusion",
+        "-f",
+        help=f"Fusion rule: {', '.join(sorted(RULES))}. Several (repeated, or uniform,entropy,dllg) compare "
+        "the rules on the same prompts, decoding together (greedy).",
+    ),
     gate: str = typer.Option(None, "--gate", help="A trained gate folder: fuse with rule dllg."),
     weights: str = typer.Option(None, help="static: one weight per expert, e.g. 0.3,0.7."),
     expert: str = typer.Option(None, help="single: the expert to use (name or 0-based index)."),
@@ -111,50 +117,100 @@ def generate_command(
             'no prompt given: put it after the options, e.g. --fusion uniform "PROMPT" (or after --)'
         )
     options = rule_options_from_flags(weights, expert, tau, top_k, space, power)
-    choice = choose_experts(experts, preset, fusion, gate)
-    experts = choice.experts
-    fusion, gate = rule_and_gate(choice.fusion, choice.gate, None)
-    if gate is not None:
-        options["gate"] = gate
+    names = [name for value in fusions or [] for name in value.split(",") if name]
+    if len(names) > 1:
+        rules = compared_rules(names, options)
+        choice = choose_experts(experts, preset, "dllg" if "dllg" in rules else names[0], gate)
+        experts = choice.experts
+        if "dllg" in rules:
+            rules["dllg"]["gate"] = rule_and_gate("dllg", choice.gate, None)[1]
+        elif gate is not None:
+            raise DllgError("--gate fuses with rule dllg: add dllg to the --fusion rules (or drop --gate)")
+        if temperature != 0 or speculate not in ("auto", "none"):
+            raise DllgError(
+                "several --fusion rules decode together greedily: drop --temperature and --speculate "
+                "(or give one --fusion)"
+            )
+    else:
+        choice = choose_experts(experts, preset, names[0] if names else None, gate)
+        experts = choice.experts
+        fusion, rule_gate = rule_and_gate(choice.fusion, choice.gate, None)
+        rules = {fusion: {**options, **({"gate": rule_gate} if rule_gate is not None else {})}}
     devices = device.split(",") if "," in device else device
     dtypes = dtype.split(",") if "," in dtype else dtype
     with console.status(f"loading {len(experts)} experts"):
         backends = backend.split(",") if "," in backend else backend
         ensemble = Ensemble(experts, device=devices, dtype=dtypes, backend=backends, ray=ray)
-    results = ensemble.generate(
-        texts,
-        fusion,
-        chat=not raw,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        seed=seed,
-        stop=stop or (),
-        speculate=speculate,
-        draft_tokens=draft_tokens,
-        **options,
-    )
-    for prompt, result in zip(texts, results, strict=True):
-        if len(texts) > 1:
-            console.rule(prompt[:80])
-        console.print(result.text, markup=False, highlight=False)
-        if show_weights:
-            console.print(weights_table(result, ensemble.pool.tokenizer))
-            mean = result.weights.mean(0).tolist()
-            summary = ", ".join(f"{n}={w:.3f}" for n, w in zip(result.expert_names, mean, strict=True))
-            console.print(f"mean weights: {summary}; finish: {result.finish_reason}", highlight=False)
-    if html is not None:
-        for path, prompt, result in zip(html_paths(html, len(texts)), texts, results, strict=True):
-            write_generation_html(path, prompt, result, ensemble.pool.tokenizer, fusion)
-            console.print(f"wrote {path}", highlight=False)
+    if len(rules) == 1:
+        [(fusion, rule_kwargs)] = rules.items()
+        results = ensemble.generate(
+            texts,
+            fusion,
+            chat=not raw,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            stop=stop or (),
+            speculate=speculate,
+            draft_tokens=draft_tokens,
+            **rule_kwargs,
+        )
+        answers = {fusion: results}
+    else:
+        built = [make_rule(name, **kwargs) for name, kwargs in rules.items()]
+        answers = ensemble.compare(
+            texts, built, chat=not raw, batch_size=batch_size, max_new_tokens=max_new_tokens, stop=stop or ()
+        )
+    tokenizer = ensemble.pool.tokenizer
+    labels = [
+        "-".join(([str(i + 1)] if len(texts) > 1 else []) + ([fusion] if len(answers) > 1 else []))
+        for i in range(len(texts))
+        for fusion in answers
+    ]
+    pages = iter(html_paths(html, labels)) if html is not None else None
+    for i, prompt in enumerate(texts):
+        for fusion, results in answers.items():
+            if len(texts) > 1 or len(answers) > 1:
+                heading = [prompt[:80]] if len(texts) > 1 else []
+                console.rule(" · ".join(heading + ([fusion] if len(answers) > 1 else [])), style="dim")
+            print_generation(results[i], tokenizer, show_weights)
+            if pages is not None:
+                path = next(pages)
+                write_generation_html(path, prompt, results[i], tokenizer, fusion)
+                console.print(f"wrote {path}", highlight=False)
 
 
-def html_paths(path: Path, count: int) -> list[Path]:
-    """One page per prompt: answer.html, or answer-1.html, answer-2.html, ... for several."""
-    if count == 1:
+def compared_rules(names: list[str], options: dict[str, object]) -> dict[str, dict]:
+    """Each compared rule with the flags it takes: a flag goes to every named rule that takes it (--tau to
+    entropy and packllm alike); a flag that none of them takes is an error."""
+    unknown = sorted(set(names) - set(RULES))
+    if unknown:
+        raise DllgError(f"unknown fusion rule {unknown[0]!r}: choose from {', '.join(sorted(RULES))}")
+    if len(set(names)) != len(names):
+        raise DllgError(f"--fusion {','.join(names)}: name each rule once")
+    unused = sorted(k for k in options if not any(k in rule_options(name) for name in names))
+    if unused:
+        raise DllgError(f"none of the rules {', '.join(names)} takes {', '.join(unused)}: drop it")
+    return {name: {k: v for k, v in options.items() if k in rule_options(name)} for name in names}
+
+
+def print_generation(result: "Generation", tokenizer, show_weights: bool) -> None:
+    console.print(result.text, markup=False, highlight=False)
+    if show_weights:
+        console.print(weights_table(result, tokenizer))
+        mean = result.weights.mean(0).tolist()
+        summary = ", ".join(f"{n}={w:.3f}" for n, w in zip(result.expert_names, mean, strict=True))
+        console.print(f"mean weights: {summary}; finish: {result.finish_reason}", highlight=False)
+
+
+def html_paths(path: Path, labels: list[str]) -> list[Path]:
+    """One page per answer: answer.html for one, else answer-LABEL.html (answer-2-entropy.html: the second
+    prompt's answer by rule entropy)."""
+    if labels == [""]:
         return [path]
-    return [path.with_name(f"{path.stem}-{i}{path.suffix or '.html'}") for i in range(1, count + 1)]
+    return [path.with_name(f"{path.stem}-{label}{path.suffix or '.html'}") for label in labels]
 
 
 def write_generation_html(path: Path, prompt: str, result: "Generation", tokenizer, fusion: str) -> None:
