@@ -140,7 +140,8 @@ def test_a_gate_trained_on_one_backends_states_warns_on_the_other(pools):
 
 
 def test_teacher_forcing_packs_sequences_into_the_context(pools, tmp_path):
-    """More sequences than the context holds at once are read in groups, with the same states as alone."""
+    """More sequences than the context holds at once are read in groups, with the same states and next-token
+    losses as alone."""
     from dllg.experts.llamacpp import LlamaCppExpert
 
     hf, _ = pools
@@ -150,6 +151,11 @@ def test_teacher_forcing_packs_sequences_into_the_context(pools, tmp_path):
     together = expert.sequence_states(sequences)
     for sequence, states in zip(sequences, together, strict=True):
         torch.testing.assert_close(states, expert.sequence_states([sequence])[0], atol=1e-2, rtol=1e-2)
+    # the same groups and chunks (64 tokens) score each sequence's next tokens as it alone is scored
+    varied = [[5 + (i * 3 + j * j) % 11 for j in range(100 + 7 * i)] for i in range(6)]
+    alone = torch.stack([expert.mean_nll([sequence])[0] for sequence in varied])
+    torch.testing.assert_close(expert.mean_nll(varied), alone, atol=1e-3, rtol=1e-3)
+    assert alone.std() > 0.01  # the sequences differ: a shifted offset would show
     with pytest.raises(DllgError, match=r"a sequence of 300 tokens does not fit"):
         expert.sequence_states([[5] * 300])
 

@@ -27,9 +27,11 @@ prompt once.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import mmap
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +73,10 @@ def drop_mapped_pages(path: str) -> None:
 
 # llama.cpp's own limit on sequence ids in one context (LLAMA_MAX_SEQ)
 MAX_SEQUENCES = 256
+IGNORED = -100  # a target position that scores nothing (the last token of a sequence predicts none)
+
+# takes a decoded chunk's outputs: (offset of its first item, logits, hidden states), views valid in the call
+OutputReader = Callable[[int, np.ndarray, np.ndarray], None]
 
 
 @dataclass
@@ -221,7 +227,7 @@ class LlamaCppExpert(Expert):
         live = {seq: self._history.get(seq, []) for seq in self._live()}  # the taken ones are empty
         if self._kv.reserve(max(seqs, default=-1) + 1, max(map(len, live.values()), default=0)):
             # made anew with more streams, empty: the live sequences are decoded into it again
-            self._decode([(t, p, seq) for seq, tokens in live.items() for p, t in enumerate(tokens)], False)
+            self._decode([(t, p, seq) for seq, tokens in live.items() for p, t in enumerate(tokens)])
         for seq in seqs:
             self._kv.drop(seq)
         return seqs
@@ -240,12 +246,14 @@ class LlamaCppExpert(Expert):
         self._kv.drop(seq, start)
         del self._history.get(seq, [])[start:]
 
-    def _decode(self, items: list[tuple[int, int, int]], outputs: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Decode (token, position, sequence) items in chunks of the batch size; with `outputs`, the logits
-        (trimmed) and hidden states of every item, in order. A context that outputs embeddings marks every
-        token as an output, so a call outputs all of its tokens or none (embeddings switched off)."""
+    def _decode(self, items: list[tuple[int, int, int]], read: OutputReader | None = None) -> None:
+        """Decode (token, position, sequence) items in chunks of the batch size. With `read`, every item is
+        an output and each chunk's are handed to it as views of llama.cpp's buffers (logits trimmed to the
+        vocabulary, hidden states; valid only during the call): `read(offset of the chunk's first item,
+        logits, hidden)`. A context that outputs embeddings marks every token as an output, so a call
+        outputs all of its tokens or none (embeddings switched off)."""
         llama, batch = self._llama, self._batch
-        logits, hidden = [], []
+        outputs = read is not None
         for start in range(0, len(items), self._batch_tokens):
             chunk = items[start : start + self._batch_tokens]
             batch.n_tokens = len(chunk)
@@ -266,18 +274,27 @@ class LlamaCppExpert(Expert):
                     history = self._history.setdefault(seq, [])
                     del history[position:]
                     history.append(token)
-            if outputs:
-                shape = (len(chunk), self._rows)
-                logits.append(
-                    np.ctypeslib.as_array(llama.llama_get_logits(self._kv.ctx), shape=shape)[
-                        :, : self.vocab_size
-                    ].copy()
+            if read is not None:
+                logits = np.ctypeslib.as_array(
+                    llama.llama_get_logits(self._kv.ctx), shape=(len(chunk), self._rows)
                 )
-                states = llama.llama_get_embeddings(self._kv.ctx)
-                hidden.append(np.ctypeslib.as_array(states, shape=(len(chunk), self._width)).copy())
-        if not logits:
-            return np.zeros((0, self.vocab_size), np.float32), np.zeros((0, self._width), np.float32)
-        return np.concatenate(logits), np.concatenate(hidden)
+                hidden = np.ctypeslib.as_array(
+                    llama.llama_get_embeddings(self._kv.ctx), shape=(len(chunk), self._width)
+                )
+                read(start, logits[:, : self.vocab_size], hidden)
+
+    def _outputs(self, items: list[tuple[int, int, int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Decode `items` and return every item's logits and hidden state, in order (copied once, into
+        arrays made for them)."""
+        logits = np.empty((len(items), self.vocab_size), np.float32)
+        hidden = np.empty((len(items), self._width), np.float32)
+
+        def copy(offset: int, chunk_logits: np.ndarray, chunk_hidden: np.ndarray) -> None:
+            logits[offset : offset + len(chunk_logits)] = chunk_logits
+            hidden[offset : offset + len(chunk_hidden)] = chunk_hidden
+
+        self._decode(items, copy)
+        return logits, hidden
 
     # -- the Expert interface ----------------------------------------------------------------------------
 
@@ -288,9 +305,9 @@ class LlamaCppExpert(Expert):
             todo = [i for i in range(len(prompts)) if i not in kept]
             # Everything but each prompt's last token without outputs, then the last tokens with them.
             body = [(t, j, state.seqs[i]) for i in todo for j, t in enumerate(prompts[i][:-1])]
-            self._decode(body, outputs=False)
+            self._decode(body)
             last = [(prompts[i][-1], len(prompts[i]) - 1, state.seqs[i]) for i in todo]
-            logits, hidden = self._decode(last, outputs=True)
+            logits, hidden = self._outputs(last)
         except BaseException:
             self.release(state)  # the loop never saw this state: give its sequences back here
             raise
@@ -342,7 +359,7 @@ class LlamaCppExpert(Expert):
             for row in range(rows)
             for offset, token in enumerate(tokens[row].tolist())
         ]
-        logits, hidden = self._decode(items, outputs=True)
+        logits, hidden = self._outputs(items)
         state.positions = [p + count for p in state.positions]
         return ExpertOutput(
             logits=torch.from_numpy(logits).view(rows, count, -1),
@@ -413,14 +430,11 @@ class LlamaCppExpert(Expert):
             tokens += len(sequence)
         return groups
 
-    def _read(
-        self, sequences: list[list[int]], starts: list[int] | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Decode whole sequences, each under its own sequence id; outputs at every position from
-        `starts[i]` on (default: all), in order. The positions before a start are decoded first, without
-        outputs: no logits are computed or copied there."""
-        starts = starts or [0] * len(sequences)
-        logits, hidden = [], []
+    def _read(self, sequences: list[list[int]], starts: list[int], read: OutputReader) -> None:
+        """Decode whole sequences, each under its own sequence id, handing `read` the outputs at every
+        position from `starts[i]` on, in order (offsets count across all the sequences). The positions before
+        a start are decoded first, without outputs: no logits are computed or copied there."""
+        done = 0
         for group, group_starts in self._groups(sequences, starts):
             seqs = self._take(len(group))
             try:
@@ -432,37 +446,51 @@ class LlamaCppExpert(Expert):
                 head = [item[:3] for item in items if not item[3]]
                 tail = [item[:3] for item in items if item[3]]
                 if head:
-                    self._decode(head, outputs=False)
-                chunk_logits, chunk_hidden = self._decode(tail, outputs=True)
+                    self._decode(head)
+                self._decode(
+                    tail, lambda offset, logits, hidden, base=done: read(base + offset, logits, hidden)
+                )
             finally:
                 self._release(seqs)
-            logits.append(chunk_logits)
-            hidden.append(chunk_hidden)
-        return np.concatenate(logits), np.concatenate(hidden)
+            done += len(tail)
 
     def sequence_states(
         self, sequences: list[list[int]], starts: list[int] | None = None
     ) -> list[torch.Tensor]:
         starts = starts or [0] * len(sequences)
-        _, hidden = self._read(sequences, starts)
-        states, offset = [], 0
-        for sequence, start in zip(sequences, starts, strict=True):
-            states.append(torch.from_numpy(hidden[offset : offset + len(sequence) - start]))
-            offset += len(sequence) - start
-        return states
+        counts = [len(sequence) - start for sequence, start in zip(sequences, starts, strict=True)]
+        hidden = np.empty((sum(counts), self._width), np.float32)
+
+        def keep(offset: int, _logits: np.ndarray, states: np.ndarray) -> None:
+            hidden[offset : offset + len(states)] = states  # only the states: the logits are never copied
+
+        self._read(sequences, starts, keep)
+        bounds = np.cumsum([0, *counts])
+        return [torch.from_numpy(hidden[a:b]) for a, b in itertools.pairwise(bounds)]
 
     def mean_nll(self, sequences: list[list[int]]) -> torch.Tensor:
-        logits, _ = self._read(sequences)
-        losses, offset = [], 0
+        # every position but the last predicts the next token; the last is ignored
+        targets = np.concatenate([[*sequence[1:], IGNORED] for sequence in sequences]).astype(np.int64)
+        losses = np.zeros(len(targets), np.float32)
+
+        def score(offset: int, logits: np.ndarray, _hidden: np.ndarray) -> None:
+            # each chunk's losses straight from llama.cpp's buffer: a prompt's logits (vocabulary x tokens,
+            # hundreds of MB for long ones) are never copied
+            target = torch.from_numpy(targets[offset : offset + len(logits)])
+            loss = torch.nn.functional.cross_entropy(
+                torch.from_numpy(logits), target, reduction="none", ignore_index=IGNORED
+            )
+            losses[offset : offset + len(logits)] = loss.numpy()
+
+        self._read(sequences, [0] * len(sequences), score)
+        means, offset = [], 0
         for sequence in sequences:
-            count = len(sequence) - 1  # every position but the last predicts the next token
-            if count == 0:
-                losses.append(torch.zeros(()))
-            else:
-                rows = torch.from_numpy(logits[offset : offset + count]).float()
-                losses.append(torch.nn.functional.cross_entropy(rows, torch.tensor(sequence[1:])))
+            count = len(sequence) - 1
+            means.append(
+                torch.from_numpy(losses[offset : offset + count]).mean() if count else torch.zeros(())
+            )
             offset += len(sequence)
-        return torch.stack(losses)
+        return torch.stack(means)
 
     def generate_alone(self, prompts: list[list[int]], new_tokens: int) -> None:
         state, output = self.prefill(prompts)
