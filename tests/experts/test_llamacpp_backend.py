@@ -201,7 +201,7 @@ def test_requests_joining_a_running_llamacpp_batch_get_their_own_answers(pools, 
                 joined[requests[update.request]] = update.finished.token_ids
         step += 1
     decoder.close()
-    assert len(llama.experts[0]._free) == llama.experts[0].max_sequences  # every sequence given back
+    assert len(llama.experts[0]._ids.free) == llama.experts[0].max_sequences  # every sequence given back
     unexplained = []
     for i, (ours, theirs) in enumerate(zip([joined[i] for i in range(10)], alone, strict=True)):
         if ours != theirs:

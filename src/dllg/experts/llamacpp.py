@@ -4,7 +4,8 @@ One llama.cpp context per expert holds every sequence of a batch in its KV memor
 sequence id with its own positions: no padding. One `llama_decode` returns, for every token flagged for
 output, both the logits and the final-norm hidden state (a context made with `embeddings` on and pooling
 off), so the gate reads the same kind of state as on the HF backend. Rows leave by dropping their sequence
-from the memory, and roll back by cutting its tail.
+from the memory, and roll back by cutting its tail; the ids are handed out, given back and grown in number
+by llamacpp_sequences.SequenceIds.
 
 Batched llama.cpp is not bitwise deterministic across batch shapes: the same sequence decoded alone and
 beside others can differ in the last digits of its logits, so greedy choices can differ at near-ties.
@@ -51,6 +52,7 @@ from dllg.experts.llamacpp_context import (
     silenced,
 )
 from dllg.experts.llamacpp_prompts import Prefill, PromptCache
+from dllg.experts.llamacpp_sequences import SequenceIds
 
 
 def drop_mapped_pages(path: str) -> None:
@@ -71,8 +73,6 @@ def drop_mapped_pages(path: str) -> None:
                 madvise(start, end - start, mmap.MADV_DONTNEED)  # a failure only leaves the pages resident
 
 
-# llama.cpp's own limit on sequence ids in one context (LLAMA_MAX_SEQ)
-MAX_SEQUENCES = 256
 IGNORED = -100  # a target position that scores nothing (the last token of a sequence predicts none)
 
 # takes a decoded chunk's outputs: (offset of its first item, logits, hidden states), views valid in the call
@@ -155,10 +155,7 @@ class LlamaCppExpert(Expert):
         self._kv = KvContext(llama, self._model, params, context_tokens, cap, label, streams)
         self._batch_tokens = batch_tokens
         self._batch = llama.llama_batch_init(batch_tokens, 0, 1)
-        self._free = list(range(max_sequences))
-        # a split memory's live sequences' tokens by position: given more streams, it decodes them again
-        self._history: dict[int, list[int]] = {}
-        self.max_sequences = max_sequences
+        self._ids = SequenceIds(self._kv, max_sequences, self._decode, name)
         # the saved states are llama.cpp's own bytes: another version of it may read them otherwise
         layout = (cache_type_k, cache_type_v, getattr(llama, "__version__", "unknown"))
         self._prompts = PromptCache(prompt_cache, self.gguf_file, layout) if prompt_cache else None
@@ -189,6 +186,11 @@ class LlamaCppExpert(Expert):
         return torch.float32
 
     @property
+    def max_sequences(self) -> int:
+        """Sequences the context holds at once (grows in a shared memory when more rows come)."""
+        return self._ids.count
+
+    @property
     def hidden_size(self) -> int:
         return self._width
 
@@ -208,44 +210,6 @@ class LlamaCppExpert(Expert):
         ids = {self._llama.llama_vocab_eos(self._vocab), self._llama.llama_vocab_eot(self._vocab)}
         return {i for i in ids if i >= 0}
 
-    # -- sequences in the shared memory ------------------------------------------------------------------
-
-    def _take(self, count: int) -> list[int]:
-        if count > len(self._free) and not self._kv.split:
-            # more rows than the expert was made for (forks, a big batch): more sequence ids in the shared
-            # memory, the live ones kept (a split memory has a stream per id: its count stays)
-            more = min(max(self.max_sequences, count - len(self._free)), MAX_SEQUENCES - self.max_sequences)
-            self._kv.allow_sequences(self.max_sequences + more, self._live)
-            self._free = sorted(self._free + list(range(self.max_sequences, self.max_sequences + more)))
-            self.max_sequences += more
-        if count > len(self._free):
-            raise DllgError(
-                f"expert {self.name!r} (llama.cpp) holds {self.max_sequences} sequences at once and "
-                f"{count} were asked for: lower the batch size"
-            )
-        seqs, self._free = self._free[:count], self._free[count:]
-        live = {seq: self._history.get(seq, []) for seq in self._live()}  # the taken ones are empty
-        if self._kv.reserve(max(seqs, default=-1) + 1, max(map(len, live.values()), default=0)):
-            # made anew with more streams, empty: the live sequences are decoded into it again
-            self._decode([(t, p, seq) for seq, tokens in live.items() for p, t in enumerate(tokens)])
-        for seq in seqs:
-            self._kv.drop(seq)
-        return seqs
-
-    def _live(self) -> list[int]:
-        return sorted(set(range(self.max_sequences)) - set(self._free))
-
-    def _release(self, seqs: list[int]) -> None:
-        for seq in seqs:
-            self._drop(seq)
-        # lowest ids first: a split memory then needs only as many streams as rows decode at once
-        self._free = sorted(self._free + seqs)
-
-    def _drop(self, seq: int, start: int = 0) -> None:
-        """Forget sequence `seq` from position `start` on, in the memory and its history."""
-        self._kv.drop(seq, start)
-        del self._history.get(seq, [])[start:]
-
     def _decode(self, items: list[tuple[int, int, int]], read: OutputReader | None = None) -> None:
         """Decode (token, position, sequence) items in chunks of the batch size. With `read`, every item is
         an output and each chunk's are handed to it as views of llama.cpp's buffers (logits trimmed to the
@@ -263,17 +227,13 @@ class LlamaCppExpert(Expert):
                 batch.n_seq_id[i] = 1
                 batch.seq_id[i][0] = seq
                 batch.logits[i] = outputs
-            code = self._kv.decode(batch, len(chunk), outputs, self._live)
+            code = self._kv.decode(batch, len(chunk), outputs, self._ids.live)
             if code != 0:
                 raise DllgError(
                     f"llama.cpp could not decode for expert {self.name!r} (code {code}): the context is "
                     "full; lower the batch size or max_new_tokens, or raise context_tokens"
                 )
-            if self._kv.split:  # only a split memory may need its sequences' tokens again
-                for token, position, seq in chunk:
-                    history = self._history.setdefault(seq, [])
-                    del history[position:]
-                    history.append(token)
+            self._ids.record(chunk)
             if read is not None:
                 logits = np.ctypeslib.as_array(
                     llama.llama_get_logits(self._kv.ctx), shape=(len(chunk), self._rows)
@@ -299,7 +259,7 @@ class LlamaCppExpert(Expert):
     # -- the Expert interface ----------------------------------------------------------------------------
 
     def prefill(self, prompts: list[list[int]]) -> tuple[LlamaState, ExpertOutput]:
-        state = LlamaState(self._take(len(prompts)), [len(p) for p in prompts])
+        state = LlamaState(self._ids.take(len(prompts)), [len(p) for p in prompts])
         try:
             kept = self._restore_prefills(prompts, state.seqs)
             todo = [i for i in range(len(prompts)) if i not in kept]
@@ -344,13 +304,13 @@ class LlamaCppExpert(Expert):
             if self._kv.restore_sequence(buffer, seq):
                 return True
             self._kv.drop(seq)
-            if self._cells_used() + length <= self._kv.cells or not self._kv.grow(self._live, length):
+            if self._cells_used() + length <= self._kv.cells or not self._kv.grow(self._ids.live, length):
                 return False  # room was not what it lacked: growing would only take memory
         return False
 
     def _cells_used(self) -> int:
         memory = self._kv.memory
-        return sum(self._llama.llama_memory_seq_pos_max(memory, seq) + 1 for seq in self._live())
+        return sum(self._llama.llama_memory_seq_pos_max(memory, seq) + 1 for seq in self._ids.live())
 
     def step(self, state: LlamaState, tokens: torch.Tensor) -> ExpertOutput:
         rows, count = tokens.shape
@@ -369,7 +329,7 @@ class LlamaCppExpert(Expert):
     def keep_rows(self, state: LlamaState, rows: torch.Tensor) -> None:
         kept = rows.tolist()
         leaving = set(range(len(state.seqs))) - set(kept)
-        self._release([state.seqs[i] for i in sorted(leaving)])
+        self._ids.release([state.seqs[i] for i in sorted(leaving)])
         # A row named again is a fork: a new sequence sharing its source's KV cells (llama.cpp copies the
         # cells' sequence membership, not the tensors), so both continue from the same state.
         repeats = [i for j, i in enumerate(kept) if i in kept[:j]]
@@ -377,7 +337,7 @@ class LlamaCppExpert(Expert):
             raise DllgError(
                 f"expert {self.name!r}: rows cannot fork in a split KV memory (kv_split); drop kv_split"
             )
-        copies = iter(self._take(len(repeats)))
+        copies = iter(self._ids.take(len(repeats)))
         seqs, seen = [], set()
         for i in kept:
             if i in seen:
@@ -398,11 +358,11 @@ class LlamaCppExpert(Expert):
         for row, count in enumerate(counts.tolist()):
             if count:
                 state.positions[row] -= count
-                self._drop(state.seqs[row], state.positions[row])
+                self._ids.drop(state.seqs[row], state.positions[row])
 
     def release(self, state: LlamaState) -> None:
         """Free a finished batch's sequences (the loop drops every row when the batch is done)."""
-        self._release(state.seqs)
+        self._ids.release(state.seqs)
         state.seqs, state.positions = [], []
 
     def _groups(
@@ -436,7 +396,7 @@ class LlamaCppExpert(Expert):
         a start are decoded first, without outputs: no logits are computed or copied there."""
         done = 0
         for group, group_starts in self._groups(sequences, starts):
-            seqs = self._take(len(group))
+            seqs = self._ids.take(len(group))
             try:
                 items = [
                     (token, position, seq, position >= start)
@@ -451,7 +411,7 @@ class LlamaCppExpert(Expert):
                     tail, lambda offset, logits, hidden, base=done: read(base + offset, logits, hidden)
                 )
             finally:
-                self._release(seqs)
+                self._ids.release(seqs)
             done += len(tail)
 
     def sequence_states(
