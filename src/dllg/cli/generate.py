@@ -118,24 +118,12 @@ def generate_command(
         )
     options = rule_options_from_flags(weights, expert, tau, top_k, space, power)
     names = [name for value in fusions or [] for name in value.split(",") if name]
-    if len(names) > 1:
-        rules = compared_rules(names, options)
-        choice = choose_experts(experts, preset, "dllg" if "dllg" in rules else names[0], gate)
-        experts = choice.experts
-        if "dllg" in rules:
-            rules["dllg"]["gate"] = rule_and_gate("dllg", choice.gate, None)[1]
-        elif gate is not None:
-            raise DllgError("--gate fuses with rule dllg: add dllg to the --fusion rules (or drop --gate)")
-        if temperature != 0 or speculate not in ("auto", "none"):
-            raise DllgError(
-                "several --fusion rules decode together greedily: drop --temperature and --speculate "
-                "(or give one --fusion)"
-            )
-    else:
-        choice = choose_experts(experts, preset, names[0] if names else None, gate)
-        experts = choice.experts
-        fusion, rule_gate = rule_and_gate(choice.fusion, choice.gate, None)
-        rules = {fusion: {**options, **({"gate": rule_gate} if rule_gate is not None else {})}}
+    if len(names) > 1 and (temperature != 0 or speculate not in ("auto", "none")):
+        raise DllgError(
+            "several --fusion rules decode together greedily: drop --temperature and --speculate "
+            "(or give one --fusion)"
+        )
+    experts, rules = experts_and_rules(experts, preset, gate, names, options)
     devices = device.split(",") if "," in device else device
     dtypes = dtype.split(",") if "," in dtype else dtype
     with console.status(f"loading {len(experts)} experts"):
@@ -180,6 +168,23 @@ def generate_command(
                 path = next(pages)
                 write_generation_html(path, prompt, results[i], tokenizer, fusion)
                 console.print(f"wrote {path}", highlight=False)
+
+
+def experts_and_rules(
+    experts: list[str], preset: str | None, gate: str | None, names: list[str], options: dict[str, object]
+) -> tuple[list[str], dict[str, dict]]:
+    """The experts to load and each rule to run with its options ({rule: options}, the gate among them)."""
+    if len(names) <= 1:
+        choice = choose_experts(experts, preset, names[0] if names else None, gate)
+        fusion, rule_gate = rule_and_gate(choice.fusion, choice.gate, None)
+        return choice.experts, {fusion: {**options, **({"gate": rule_gate} if rule_gate is not None else {})}}
+    rules = compared_rules(names, options)
+    choice = choose_experts(experts, preset, "dllg" if "dllg" in rules else names[0], gate)
+    if "dllg" in rules:
+        rules["dllg"]["gate"] = rule_and_gate("dllg", choice.gate, None)[1]
+    elif gate is not None:
+        raise DllgError("--gate fuses with rule dllg: add dllg to the --fusion rules (or drop --gate)")
+    return choice.experts, rules
 
 
 def compared_rules(names: list[str], options: dict[str, object]) -> dict[str, dict]:
