@@ -30,7 +30,8 @@ case "${1:-}" in
   all)  # every row of issue 15's table: decodes only what the records lack, then writes the whole table
     methods=("expert:$SMALL" "expert:$LARGE" uniform entropy packllm majority unite
       router:results/qwen-coder-pair/routers/embedllm router:results/qwen-coder-pair/routers/routerdc
-      dllg:src/dllg/shipped/qwen-coder-duo dllg-static:src/dllg/shipped/qwen-coder-duo)
+      dllg:src/dllg/shipped/qwen-coder-duo dllg-static:src/dllg/shipped/qwen-coder-duo
+      dllg-sharp:4:src/dllg/shipped/qwen-coder-duo)  # power 4: chosen on validation (validation/sharpening.md)
     ;;
   gated)
     shift
