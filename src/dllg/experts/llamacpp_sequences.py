@@ -8,6 +8,7 @@ more, empty, and the live sequences are decoded into it again from the tokens re
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 from dllg.errors import DllgError
@@ -23,7 +24,8 @@ Redecode = Callable[[list[tuple[int, int, int]]], None]
 class SequenceIds:
     def __init__(self, kv: KvContext, count: int, redecode: Redecode, label: str) -> None:
         self._kv = kv
-        self._redecode = redecode
+        # the expert's own method, held weakly: no cycle keeps the expert (and its llama.cpp memory) alive
+        self._redecode = weakref.WeakMethod(redecode)
         self._label = label
         self.count = count  # ids 0 .. count-1 exist
         self.free = list(range(count))
@@ -46,7 +48,9 @@ class SequenceIds:
         live = {seq: self._history.get(seq, []) for seq in self.live()}  # the taken ones are empty
         if self._kv.reserve(max(seqs, default=-1) + 1, max(map(len, live.values()), default=0)):
             # made anew with more streams, empty: the live sequences are decoded into it again
-            self._redecode([(t, p, seq) for seq, tokens in live.items() for p, t in enumerate(tokens)])
+            redecode = self._redecode()
+            if redecode is not None:
+                redecode([(t, p, seq) for seq, tokens in live.items() for p, t in enumerate(tokens)])
         for seq in seqs:
             self._kv.drop(seq)
         return seqs
