@@ -151,12 +151,74 @@ def test_a_shipped_folder_is_a_preset_of_its_gate_and_a_broken_one_a_clear_error
     assert read_presets(tmp_path) == []  # no folder, no preset
     folder = tmp_path / "tiny-duo"
     save_gate(random_gate(["tiny:0", "tiny:1"], [64, 64]), folder)
-    meta = {"description": "two tiny experts", "experts": ["tiny:0", "tiny:1"], "fetch": []}
+    meta = {
+        "description": "two tiny experts",
+        "experts": ["tiny:0", "tiny:1"],
+        "fetch": [],
+        "options": {"power": 2},
+    }
     (folder / "preset.json").write_text(json.dumps(meta))
     (tmp_path / "not-a-preset").mkdir()  # a folder without preset.json is skipped
     (preset,) = read_presets(tmp_path)
-    assert preset == Preset("tiny-duo", "two tiny experts", ("tiny:0", "tiny:1"), str(folder), ())
+    assert preset == Preset(
+        "tiny-duo", "two tiny experts", ("tiny:0", "tiny:1"), str(folder), (), {"power": 2}
+    )
     assert load_gate(preset.gate).config.expert_names == ["tiny:0", "tiny:1"]
     (folder / "preset.json").write_text(json.dumps({"experts": ["tiny:0", "tiny:1"]}))
     with pytest.raises(DllgError, match=r"preset\.json is corrupt .*reinstall dllg"):
         read_presets(tmp_path)
+
+
+@pytest.fixture
+def sharp_world():
+    """The world's experts and gate, with the gate's weights sharpened to power 4 by the preset."""
+    preset = register_preset(
+        Preset("world-sharp", "sharpened", get_preset("world").experts, "world:gate", (), {"power": 4})
+    )
+    yield preset
+    PRESETS.pop(preset.name)
+
+
+def test_a_presets_options_reach_its_gate_and_a_flag_overrides_them(sharp_world):
+    assert choose_experts(None, "world-sharp", None, None).options == {"power": 4}
+    assert (
+        choose_experts(None, "world-sharp", "uniform", None).options == {}
+    )  # another rule: no gate, no power
+    ensemble = Ensemble.from_preset("world-sharp", device="cpu", dtype="fp32")
+    sharp = ensemble.generate(PROMPT, max_new_tokens=8)[0]
+    explicit = ensemble.generate(PROMPT, "dllg", gate="world:gate", power=4, max_new_tokens=8)[0]
+    assert sharp.token_ids == explicit.token_ids and torch.equal(sharp.weights, explicit.weights)
+    plain = ensemble.generate(PROMPT, power=1, max_new_tokens=8)[0]
+    world = Ensemble.from_preset("world", device="cpu", dtype="fp32").generate(PROMPT, max_new_tokens=8)[0]
+    assert torch.equal(plain.weights, world.weights) and not torch.allclose(plain.weights, sharp.weights)
+
+
+def test_generate_serve_and_lm_eval_take_the_presets_options(sharp_world):
+    shown = ["-n", "12", "--show-weights", PROMPT]
+    by_preset = invoke(["generate", "--preset", "world-sharp", *shown])
+    gate = ["--experts", "world:arith", "world:code", "--gate", "world:gate"]
+    by_names = invoke(["generate", *gate, "--power", "4", *shown])
+    assert by_preset.exit_code == 0, by_preset.output
+    assert answer_and_weights(by_preset.output) == answer_and_weights(by_names.output)
+    overridden = invoke(["generate", "--preset", "world-sharp", "--power", "1", *shown])
+    assert answer_and_weights(overridden.output) == answer_and_weights(
+        invoke(["generate", *gate, *shown]).output
+    )
+    compared = invoke(["generate", "--preset", "world-sharp", "--fusion", "dllg,uniform", *shown])
+    alone = invoke(["generate", *gate, "--power", "4", "--fusion", "dllg,uniform", *shown])
+    assert compared.exit_code == 0, compared.output
+    assert compared.output[compared.output.index("dllg") :] == alone.output[alone.output.index("dllg") :]
+    _, rule = pool_and_rule(None, None, None, None, {}, "cpu", "fp32", "hf", preset="world-sharp")
+    assert rule.power == 4
+    _, rule = pool_and_rule(None, None, None, None, {"power": 2.0}, "cpu", "fp32", "hf", preset="world-sharp")
+    assert rule.power == 2
+    args = model_args(None, None, None, None, {}, "cpu", "fp32", "hf", None, preset="world-sharp")
+    assert args["gate"] == "world:gate" and args["power"] == 4
+    listed = invoke(["models", "presets"])
+    assert "(power 4)" in listed.output
+
+
+def test_a_preset_option_rule_dllg_does_not_take_is_refused():
+    with pytest.raises(DllgError, match=r"preset .odd. gives rule dllg option\(s\) tau: it takes"):
+        register_preset(Preset("odd", "", ("world:arith", "world:code"), "world:gate", (), {"tau": 1.0}))
+    assert "odd" not in PRESETS

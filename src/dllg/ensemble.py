@@ -36,6 +36,7 @@ class Ensemble:
         loaded = load_experts(experts, device, dtype, backend, ray_address=ray)
         self.pool = ExpertPool(loaded, parallel=parallel)
         self.gate: str | None = None  # the gate `generate` fuses with when no rule is named
+        self.gate_options: dict[str, object] = {}  # its preset's options for rule dllg (power), unless given
 
     @classmethod
     def from_preset(
@@ -46,10 +47,12 @@ class Ensemble:
         backend: str | Sequence[str] = "hf",
         ray: str | None = None,
     ) -> "Ensemble":
-        """A preset's experts (`dllg models presets`), generating with its gate unless told otherwise."""
+        """A preset's experts (`dllg models presets`), generating with its gate (and the options chosen for
+        it, such as a sharpening power) unless told otherwise."""
         preset = get_preset(name)
         ensemble = cls(list(preset.experts), device, dtype, backend, ray)
         ensemble.gate = preset.gate
+        ensemble.gate_options = dict(preset.options)
         return ensemble
 
     @property
@@ -145,7 +148,7 @@ class Ensemble:
         if fusion is None:
             fusion = "dllg" if self.gate is not None else "uniform"
         if fusion == "dllg" and self.gate is not None:
-            options.setdefault("gate", self.gate)
+            options = {**self.gate_options, "gate": self.gate, **options}
         if isinstance(fusion, FusionRule):
             if options:
                 raise DllgError("rule options go to make_rule when fusion is given as a rule object")

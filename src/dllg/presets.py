@@ -2,11 +2,12 @@
 
 A preset stands for `--experts A B --gate G`: the experts are loaded as they would be by name (catalog models
 must have been fetched with `dllg models fetch`, which the error says), and the gate is the one trained for
-exactly those experts. Plug-ins add presets with `register_preset` when imported (the synthetic world adds
-`world`); `dllg models presets` lists them.
+exactly those experts, with the options of rule dllg chosen for it on validation (`options`, e.g. a
+sharpening power; a flag given on the command line wins). Plug-ins add presets with `register_preset` when
+imported (the synthetic world adds `world`); `dllg models presets` lists them.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dllg.errors import DllgError
 from dllg.plugins import load_plugins
@@ -20,6 +21,7 @@ class Preset:
     experts: tuple[str, ...]
     gate: str  # a gate folder or a name `resolve_path` knows (world:gate)
     fetch: tuple[str, ...] = ()  # catalog models to fetch first: `dllg models fetch ...`
+    options: dict[str, object] = field(default_factory=dict)  # rule dllg's options, e.g. {"power": 4}
 
 
 PRESETS: dict[str, Preset] = {}
@@ -29,6 +31,13 @@ def register_preset(preset: Preset) -> Preset:
     if len(preset.experts) < 2:
         count = len(preset.experts)
         raise DllgError(f"preset {preset.name!r} names {count} expert(s): a preset fuses 2 or more")
+    from dllg.fusion import rule_options
+
+    takes = [name for name in rule_options("dllg") if name != "gate"]
+    unknown = sorted(set(preset.options) - set(takes))
+    if unknown:
+        given, known = ", ".join(unknown), ", ".join(takes)
+        raise DllgError(f"preset {preset.name!r} gives rule dllg option(s) {given}: it takes {known}")
     return register_unique(PRESETS, preset.name, preset, "preset")
 
 
@@ -47,6 +56,7 @@ class Choice:
     experts: list[str]
     fusion: str | None
     gate: str | None
+    options: dict[str, object] = field(default_factory=dict)  # the preset's options for its gate
 
 
 def choose_experts(
@@ -72,4 +82,4 @@ def choose_experts(
         raise DllgError(f"--preset {preset} brings its gate: drop --gate (or give --experts with --gate)")
     if fusion not in (None, "dllg"):
         return Choice(list(chosen.experts), fusion, None)
-    return Choice(list(chosen.experts), "dllg", chosen.gate)
+    return Choice(list(chosen.experts), "dllg", chosen.gate, dict(chosen.options))

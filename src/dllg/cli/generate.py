@@ -177,11 +177,13 @@ def experts_and_rules(
     if len(names) <= 1:
         choice = choose_experts(experts, preset, names[0] if names else None, gate)
         fusion, rule_gate = rule_and_gate(choice.fusion, choice.gate, None)
-        return choice.experts, {fusion: {**options, **({"gate": rule_gate} if rule_gate is not None else {})}}
+        gated = {"gate": rule_gate} if rule_gate is not None else {}
+        return choice.experts, {fusion: {**choice.options, **options, **gated}}
     rules = compared_rules(names, options)
     choice = choose_experts(experts, preset, "dllg" if "dllg" in rules else names[0], gate)
     if "dllg" in rules:
-        rules["dllg"]["gate"] = rule_and_gate("dllg", choice.gate, None)[1]
+        rule_gate = rule_and_gate("dllg", choice.gate, None)[1]
+        rules["dllg"] = {**choice.options, **rules["dllg"], "gate": rule_gate}
     elif gate is not None:
         raise DllgError("--gate fuses with rule dllg: add dllg to the --fusion rules (or drop --gate)")
     return choice.experts, rules

@@ -40,7 +40,8 @@ def model_args(
     """The `dllg` model's arguments, only those given: the model applies its own defaults."""
     choice = choose_experts(experts, preset, fusion, gate, config, has_config=True)
     args: dict[str, object] = {"config": str(config)} if config is not None else {"experts": choice.experts}
-    given = {"fusion": choice.fusion, "gate": choice.gate, "max_length": max_length, **options}
+    given = {"fusion": choice.fusion, "gate": choice.gate, "max_length": max_length}
+    given.update({**choice.options, **options})  # a flag wins over the preset's choice
     args.update({k: v for k, v in given.items() if v is not None})
     for key, value in (("device", device), ("dtype", dtype), ("backend", backend)):
         args[key] = value.split(",") if "," in value else value

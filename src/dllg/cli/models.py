@@ -73,7 +73,8 @@ def list_models() -> None:
 @app.command("presets")
 @user_errors
 def list_presets() -> None:
-    """Show the presets (`--preset NAME`): their experts, their gate and what to fetch first."""
+    """Show the presets (`--preset NAME`): their experts, their gate (with its options) and what to fetch
+    first."""
     from dllg.plugins import load_plugins
     from dllg.presets import PRESETS
 
@@ -81,5 +82,7 @@ def list_presets() -> None:
     table = Table("name", "experts", "gate", "fetch first", "description")
     for preset in sorted(PRESETS.values(), key=lambda p: p.name):
         fetch = f"dllg models fetch {' '.join(preset.fetch)}" if preset.fetch else "-"
-        table.add_row(preset.name, ", ".join(preset.experts), preset.gate, fetch, preset.description)
+        options = ", ".join(f"{k} {v}" for k, v in preset.options.items())
+        gate = f"{preset.gate} ({options})" if options else preset.gate
+        table.add_row(preset.name, ", ".join(preset.experts), gate, fetch, preset.description)
     out.print(table)

@@ -40,6 +40,7 @@ def pool_and_rule(
     choice = choose_experts(experts, preset, fusion, gate, config, has_config=True)
     run = load_config(config) if config is not None else None
     fusion, gate = rule_and_gate(choice.fusion, choice.gate, run)
+    options = {**choice.options, **options}  # a flag wins over the preset's choice
     if gate is not None:
         options["gate"] = gate
     rule = make_rule(fusion, **options)

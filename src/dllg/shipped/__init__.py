@@ -3,7 +3,8 @@ entry point): `dllg generate --preset NAME` after `dllg models fetch` of its exp
 
 Each folder here is one preset, named as the folder: a gate checkpoint (`gate.json`, `gate.safetensors`:
 only what the gate adds; an aux-LM gate's backbone is loaded from the fetched expert) and `preset.json`
-with its `description`, `experts` (in the gate's order) and the catalog models to `fetch` first.
+with its `description`, `experts` (in the gate's order), the catalog models to `fetch` first and, optionally,
+the `options` of rule dllg chosen on validation (e.g. {"power": 4}).
 """
 
 import json
@@ -28,9 +29,10 @@ def read_presets(root: Path) -> list[Preset]:
                     experts=tuple(meta["experts"]),
                     gate=str(folder),
                     fetch=tuple(meta.get("fetch", ())),
+                    options=dict(meta.get("options", {})),
                 )
             )
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise DllgError(
                 f"{folder / PRESET_FILE} is corrupt ({exc!r}): it needs description, experts and fetch; "
                 "reinstall dllg"
