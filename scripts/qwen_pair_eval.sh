@@ -8,6 +8,7 @@
 #   nice -n 10 bash scripts/qwen_pair_eval.sh baselines     # needs no labels: each expert, the heuristics
 #   nice -n 10 bash scripts/qwen_pair_eval.sh gated METHOD... # after training: routers, DLLG, its ablation
 #   bash scripts/qwen_pair_eval.sh all                      # the whole table, once the records are there
+#   .venv/bin/python scripts/qwen_pair_report.py            # then: paired statistics and the target, report.md
 #   nice -n 10 bash scripts/qwen_pair_eval.sh validation dllg:GATE...  # choose the gate: fused decoding on
 #       the training prompts `dllg train` held out (val_fraction 0.1), never on the test sets; the experts'
 #       validation answers are already in the label table (scripts/qwen_pair_select.py reads both)
