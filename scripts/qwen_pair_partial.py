@@ -9,11 +9,17 @@ compare with the others), the progress per cell, and the truncation rates. The f
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 from pathlib import Path
 
 from dllg.jsonl import read_records
-from dllg.pipeline.report import markdown_table, results_table, task_column, task_columns, truncation_table
+from dllg.pipeline.report import (
+    cell_counts,
+    markdown_table,
+    results_table,
+    task_column,
+    task_columns,
+    truncation_table,
+)
 
 RECORDS = Path("results/qwen-coder-pair/eval/records.jsonl")
 
@@ -22,8 +28,7 @@ def complete_cells(records: list[dict]) -> tuple[list[dict], list[dict]]:
     """The records of the (method, task) cells that hold every example of the task (its size: the most
     examples any method has there), and one progress row per method: "done/size" per task."""
     columns, multi = task_columns(records)
-    counts = Counter((r["method"], task_column(r, multi)) for r in records)
-    size = {c: max(n for (_, column), n in counts.items() if column == c) for c in columns}
+    counts, size = cell_counts(records)
     methods = list(dict.fromkeys(r["method"] for r in records))
     progress = [{"method": m} | {c: f"{counts[(m, c)]}/{size[c]}" for c in columns} for m in methods]
     kept = [r for r in records if counts[(r["method"], task_column(r, multi))] == size[task_column(r, multi)]]

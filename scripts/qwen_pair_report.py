@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
 from pathlib import Path
 
 from dllg.cli.compare import conclusion, write_comparison
@@ -19,10 +18,9 @@ from dllg.jsonl import read_records
 from dllg.pipeline.paired import AVERAGE, CONFIDENCE, PairedStats, paired_records, paired_stats
 from dllg.pipeline.report import (
     ORACLE,
+    cell_counts,
     markdown_table,
     results_table,
-    task_column,
-    task_columns,
     truncation_table,
 )
 
@@ -40,10 +38,8 @@ RESUME = "nice -n 10 bash scripts/qwen_pair_eval.sh all   # decodes only what is
 
 def missing_cells(records: list[dict], methods: list[str]) -> list[str]:
     """'method task done/size' for each cell short of the task's size (the most examples any method has)."""
-    columns, multi = task_columns(records)
-    counts = Counter((r["method"], task_column(r, multi)) for r in records)
-    size = {c: max(n for (_, column), n in counts.items() if column == c) for c in columns}
-    short = [(m, c) for m in methods for c in columns if counts[(m, c)] < size[c]]
+    counts, size = cell_counts(records)
+    short = [(m, c) for m in methods for c in size if counts[(m, c)] < size[c]]
     return [f"{m} {c} {counts[(m, c)]}/{size[c]}" for m, c in short]
 
 
@@ -109,9 +105,9 @@ def main() -> None:
     ]
     for prefix, method in DLLG.items():
         for baseline in (LARGE, best):
-            settings = {"records": str(args.records), "a": method, "b": baseline}
             stats = paired_stats(records, method, baseline, resamples=args.resamples, seed=0)
             folder = out_dir / f"{prefix}-vs-{short_name(baseline)}"
+            settings = {"records": str(args.records), "a": method, "b": baseline}  # as `dllg compare` writes
             settings |= {"resamples": args.resamples, "seed": 0, "confidence": CONFIDENCE}
             write_comparison(folder, stats, paired_records(records, method, baseline), settings, 5)
             average = next(s for s in stats if s.task == AVERAGE)

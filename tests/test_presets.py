@@ -181,9 +181,8 @@ def sharp_world():
 
 def test_a_presets_options_reach_its_gate_and_a_flag_overrides_them(sharp_world):
     assert choose_experts(None, "world-sharp", None, None).options == {"power": 4}
-    assert (
-        choose_experts(None, "world-sharp", "uniform", None).options == {}
-    )  # another rule: no gate, no power
+    # another rule replaces the gate, and its options with it
+    assert choose_experts(None, "world-sharp", "uniform", None).options == {}
     ensemble = Ensemble.from_preset("world-sharp", device="cpu", dtype="fp32")
     sharp = ensemble.generate(PROMPT, max_new_tokens=8)[0]
     explicit = ensemble.generate(PROMPT, "dllg", gate="world:gate", power=4, max_new_tokens=8)[0]

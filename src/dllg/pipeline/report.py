@@ -41,6 +41,14 @@ def task_columns(records: Sequence[dict]) -> tuple[list[str], set[str]]:
     return list(dict.fromkeys(task_column(r, multi) for r in records)), multi
 
 
+def cell_counts(records: Sequence[dict]) -> tuple[Counter, dict[str, int]]:
+    """Records per (method, task column), and each column's size: the most examples any method has there
+    (a run still filling the table has a cell complete only at that size)."""
+    columns, multi = task_columns(records)
+    counts = Counter((r["method"], task_column(r, multi)) for r in records)
+    return counts, {c: max(n for (_, column), n in counts.items() if column == c) for c in columns}
+
+
 def _percent(values: list[int]) -> float:
     return 100.0 * sum(values) / len(values)
 

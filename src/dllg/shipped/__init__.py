@@ -34,8 +34,8 @@ def read_presets(root: Path) -> list[Preset]:
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise DllgError(
-                f"{folder / PRESET_FILE} is corrupt ({exc!r}): it needs description, experts and fetch; "
-                "reinstall dllg"
+                f"{folder / PRESET_FILE} is corrupt ({exc!r}): it needs description, experts and fetch "
+                "(options, if given, a mapping); reinstall dllg"
             ) from exc
     return presets
 
