@@ -378,6 +378,9 @@ def test_a_gate_retrained_in_place_is_not_mixed_with_its_old_answers(pool, tasks
     assert (
         evaluate(pool, [f"dllg-static:{folder}"], tasks, out, CONFIG)["generated"] == 0
     )  # unchanged: resumes
+    # shipping the gate as a preset adds preset.json, which `dllg:FOLDER` never reads: still the same gate
+    (folder / "preset.json").write_text('{"description": "d", "experts": [], "options": {"power": 4}}')
+    assert evaluate(pool, [f"dllg-static:{folder}"], tasks, out, CONFIG)["generated"] == 0
     retrained = build_gate(config)
     with torch.no_grad():
         for param in retrained.parameters():

@@ -46,9 +46,13 @@ def weights_fingerprint(source: str) -> str:
 
 def folder_digest(folder: str | Path) -> str:
     """12 hex digits over the names and contents of a small folder's files (a gate, a router): what an
-    evaluation record was made with, the same in every checkout."""
+    evaluation record was made with, the same in every checkout. A shipped gate's preset.json is left out:
+    only `--preset` reads it (its description, experts, default options), never `dllg:FOLDER`, so editing
+    it must not refuse the records that the gate made."""
+    from dllg.shipped import PRESET_FILE  # here, not at the top: dllg.shipped registers the presets
+
     digest = hashlib.sha256()
     for file in sorted(Path(folder).iterdir()):
-        if file.is_file():
+        if file.is_file() and file.name != PRESET_FILE:
             digest.update(file.name.encode() + b"\0" + file.read_bytes())
     return digest.hexdigest()[:12]
