@@ -338,6 +338,31 @@ def test_a_growing_context_keeps_its_live_sequences(pools, tmp_path, monkeypatch
         torch.testing.assert_close(ours, theirs, atol=tolerance, rtol=tolerance)
 
 
+def test_forked_rows_survive_a_memory_made_anew_for_more_sequences(pools, tmp_path, monkeypatch):
+    """Forked rows share their prompt's KV cells, but a memory made anew (for more sequence ids, or larger)
+    takes each one back into cells of its own: it must be made big enough for all of them apart, or the
+    restore fails mid-run (seen on the real pair: 7 fused methods of one long prompt, forked)."""
+    from dllg.experts import llamacpp, llamacpp_context
+
+    monkeypatch.setattr(llamacpp_context, "INITIAL_CONTEXT", 64)  # 256 cells
+    hf, _ = pools
+    path = export_gguf(hf.experts[0], tmp_path / "small.gguf")
+
+    def run(expert):
+        state, _ = expert.prefill([[5, 6, 7] * 50])  # 150 tokens
+        expert.keep_rows(state, torch.tensor([0, 0]))  # a fork: 150 shared cells, both ids used
+        expert.keep_rows(state, torch.tensor([0, 1, 1]))  # a third id: the memory made anew for 4
+        logits = [expert.step(state, torch.tensor([[t] for t in (11, 12, 13)])).logits for _ in range(2)]
+        return logits, expert._kv.cells
+
+    kwargs = {"max_sequences": 2, "batch_tokens": 64}
+    remade, cells = run(llamacpp.LlamaCppExpert("remade", path, hf.tokenizer, **kwargs))
+    fixed, _ = run(llamacpp.LlamaCppExpert("fixed", path, hf.tokenizer, context_tokens=1024, **kwargs))
+    assert cells >= 3 * 150  # three sequences of 150 apart, not the 256 cells it had
+    for ours, theirs in zip(remade, fixed, strict=True):
+        torch.testing.assert_close(ours, theirs, atol=1e-3, rtol=1e-3)
+
+
 @pytest.mark.parametrize("split", [False, True])
 def test_a_growing_context_stops_at_the_models_limit(pools, tmp_path, monkeypatch, split):
     """A shared memory may grow to max_sequences x the trained context, a split one to the trained context

@@ -121,13 +121,12 @@ class KvContext:
 
     def _remake(self, live: Callable[[], list[int]], seq_cells: int) -> None:
         """The context remade with `seq_cells` cells per sequence, keeping the KV state of each live
-        sequence (`live()` names them) under its id."""
-        saved = {
-            seq: self.save_sequence(seq)
-            for seq in live()
-            if self._llama.llama_memory_seq_pos_max(self.memory, seq) >= 0  # no cells yet: nothing to keep
-        }
-        self._make(seq_cells, self.streams)
+        sequence (`live()` names them) under its id. Forked sequences share their common cells, but each is
+        restored into cells of its own: the new memory is made large enough for all of them apart."""
+        lengths = {seq: self._llama.llama_memory_seq_pos_max(self.memory, seq) + 1 for seq in live()}
+        saved = {seq: self.save_sequence(seq) for seq, length in lengths.items() if length > 0}
+        held = max(lengths.values(), default=0) if self.split else sum(lengths.values())
+        self._make(max(seq_cells, held), self.streams)
         for seq, buffer in saved.items():
             if not self.restore_sequence(buffer, seq):
                 raise DllgError(
