@@ -28,6 +28,7 @@ from dllg.fusion.learned_gate import check_power
 from dllg.fusion.static import RowStatic
 from dllg.plugins import load_plugins
 from dllg.registry import register_unique
+from dllg.shipped import PRESET_FILE
 from dllg.sources import resolve_path
 from dllg.sources.fingerprint import folder_digest
 from dllg.tasks.base import Example
@@ -128,6 +129,13 @@ def _drafting_counts(generation: Generation) -> dict:
     return {"drafted": generation.drafted, "accepted": generation.accepted} if generation.drafted else {}
 
 
+def gate_digest(gate: str | Path) -> str:
+    """What a record made with gate folder `gate` was made with. A shipped gate's preset.json is left out:
+    only `--preset` reads it (description, experts, default options), never `dllg:FOLDER`, so editing it
+    must not refuse the records that the gate made."""
+    return folder_digest(resolve_path(str(gate)), skip={PRESET_FILE})
+
+
 def encode_items(pool: ExpertPool, items: list[EvalItem]) -> list[list[int]]:
     return [encode_prompt(pool.tokenizer, item.example.messages) for item in items]
 
@@ -198,7 +206,7 @@ class RuleMethod(Method):
 
     def weights_digest(self) -> str | None:
         gate = self.options.get("gate")
-        return folder_digest(resolve_path(str(gate))) if isinstance(gate, str | Path) else None
+        return gate_digest(gate) if isinstance(gate, str | Path) else None
 
     def run(
         self,
@@ -245,7 +253,7 @@ class DllgStatic(Method):
         self.gate = gate
 
     def weights_digest(self) -> str | None:
-        return folder_digest(resolve_path(self.gate))
+        return gate_digest(self.gate)
 
     def mean_weights(self, item: EvalItem, done: Mapping[RecordKey, dict]) -> list[float]:
         record = done.get((self.dynamic, item.task, item.split, item.example.id))

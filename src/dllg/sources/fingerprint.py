@@ -11,6 +11,7 @@ when an expert changed since they were made, and must not be refused when it did
 """
 
 import hashlib
+from collections.abc import Collection
 from pathlib import Path
 
 from dllg.errors import DllgError
@@ -44,15 +45,11 @@ def weights_fingerprint(source: str) -> str:
     return digest.hexdigest()[:12]
 
 
-def folder_digest(folder: str | Path) -> str:
-    """12 hex digits over the names and contents of a small folder's files (a gate, a router): what an
-    evaluation record was made with, the same in every checkout. A shipped gate's preset.json is left out:
-    only `--preset` reads it (its description, experts, default options), never `dllg:FOLDER`, so editing
-    it must not refuse the records that the gate made."""
-    from dllg.shipped import PRESET_FILE  # here, not at the top: dllg.shipped registers the presets
-
+def folder_digest(folder: str | Path, skip: Collection[str] = ()) -> str:
+    """12 hex digits over the names and contents of a small folder's files (a gate, a router) but those
+    named in `skip`: what an evaluation record was made with, the same in every checkout."""
     digest = hashlib.sha256()
     for file in sorted(Path(folder).iterdir()):
-        if file.is_file() and file.name != PRESET_FILE:
+        if file.is_file() and file.name not in skip:
             digest.update(file.name.encode() + b"\0" + file.read_bytes())
     return digest.hexdigest()[:12]
