@@ -19,8 +19,8 @@ from dllg.analysis.dynamics import (
     switch_tokens,
     thirds,
     weighted_records,
-    write_analysis,
 )
+from dllg.analysis.dynamics_report import write_analysis
 from dllg.errors import DllgError
 
 

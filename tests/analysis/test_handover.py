@@ -9,27 +9,29 @@ import pytest
 from transformers import AutoTokenizer
 from typer.testing import CliRunner
 
-from dllg.analysis.handover import (
-    BOTH_WRONG,
+from dllg.analysis.answer_target import (
     CODE,
     DERIVATION,
+    OWN_DERIVATION_TARGET,
+    REFERENCE_TARGET,
+    Departure,
+    Segments,
+    answer_segments,
+    find_departure,
+    nearest_correct,
+    trailing_note,
+)
+from dllg.analysis.handover import (
+    BOTH_WRONG,
     FUSED_DISAGREES,
     KINDS,
     NEVER,
     NOT_REPRODUCED,
-    OWN_DERIVATION_TARGET,
     OWN_EXPERT_WRONG,
-    REFERENCE_TARGET,
     TIED,
     TOO_EARLY,
     TOO_LATE,
-    Departure,
-    Segments,
-    answer_segments,
     classify,
-    find_departure,
-    nearest_correct,
-    trailing_note,
 )
 from dllg.cli.main import app
 from dllg.errors import DllgError

@@ -9,16 +9,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from dllg.analysis.handover import (
-    CODE,
-    CODE_ROLE,
-    DERIVATION,
-    DERIVATION_ROLE,
-    KINDS,
-    PARTS,
-    Failure,
-    HandoverAnalysis,
-)
+from dllg.analysis.answer_target import CODE, DERIVATION, PARTS
+from dllg.analysis.handover import CODE_ROLE, DERIVATION_ROLE, KINDS, Failure, HandoverAnalysis
 
 CSV_COLUMNS = (
     "example_id", "tags", "kind", "segment", "part", "index", "answer_tokens", "target", "note",

@@ -26,7 +26,8 @@ def analyze_command(
 ) -> None:
     """Weight statistics per method and task (switches, leaders by third of the answer, correct vs incorrect
     with p-values) and dynamic vs static per task; prints the Markdown and writes it with a CSV."""
-    from dllg.analysis.dynamics import analyze, write_analysis
+    from dllg.analysis.dynamics import analyze
+    from dllg.analysis.dynamics_report import write_analysis
 
     analysis = analyze(records, methods or ())
     md_path, csv_path, markdown = write_analysis(analysis, out or records.parent / "analysis")
