@@ -55,3 +55,16 @@ def test_the_pair_on_llamacpp_shares_the_vocabulary_and_writes_sensible_code():
     assert ensemble.pool.vocab_size == 151_665 and {e.backend for e in ensemble.pool.experts} == {"llamacpp"}
     out = ensemble.generate("Write a Python function that reverses a string.", "uniform", max_new_tokens=120)
     assert "def " in out[0].text and ("[::-1]" in out[0].text or "reverse" in out[0].text)
+
+
+def test_the_preset_fuses_with_its_sharpened_gate():
+    from dllg import Ensemble
+    from dllg.cli.demo import REAL_PRESET
+
+    ensemble = Ensemble.from_preset(REAL_PRESET)
+    assert ensemble.names == PAIR and ensemble.gate_options == {"power": 4}
+    out = ensemble.generate("Write a Python function that reverses a string.", max_new_tokens=40)[0]
+    assert out.weights.shape == (len(out.token_ids), 2)
+    # the gate leans on the 1.5B, unlike uniform's even split
+    assert out.weights[:, 1].mean() > out.weights[:, 0].mean()
+    assert "def " in out.text

@@ -1,5 +1,6 @@
 """`dllg demo`: DLLG on the shipped synthetic world, no download: one fused answer with each token's
-expert weights, then every method's score on held-out tasks. `--real` fuses the Qwen2.5-Coder pair."""
+expert weights, then every method's score on held-out tasks. `--real` fuses the Qwen2.5-Coder pair
+(preset qwen-coder-duo: uniform beside its gate)."""
 
 import time
 from pathlib import Path
@@ -8,7 +9,6 @@ from typing import TYPE_CHECKING
 import typer
 from rich.text import Text
 
-from dllg.cli.bench import REAL_PAIR
 from dllg.cli.common import console, user_errors
 from dllg.cli.generate import weights_table
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from dllg.decode.loop import Generation
 
 REAL_PROMPT = "Write a Python function that reverses a string."
+REAL_PRESET = "qwen-coder-duo"  # the real pair with the gate trained for it (issue 15)
 WORLD_EXPERTS = ("world:arith", "world:code")
 WORLD_GATE = "world:gate"
 # The paper's table: each expert, the heuristic ensembles, the routers, the merges, then DLLG and its
@@ -52,7 +53,9 @@ def demo_command(
     real: bool = typer.Option(
         False, "--real", help="Fuse the real Qwen2.5-Coder pair on one prompt instead (fetched once)."
     ),
-    fusion: list[str] = typer.Option(["uniform", "entropy"], "--fusion", help="--real: rules to show."),
+    fusion: list[str] = typer.Option(
+        ["uniform", "dllg"], "--fusion", help=f"--real: rules to show (dllg: preset {REAL_PRESET}'s gate)."
+    ),
     max_new_tokens: int = typer.Option(120, "--max-new-tokens", "-n", help="--real: tokens per answer."),
 ) -> None:
     """Show DLLG at work: a fused answer with per-token weights, then the results table (see README)."""
@@ -136,12 +139,13 @@ def coloured_answer(result: "Generation", tokenizer: "PreTrainedTokenizerBase") 
 
 def real_demo(fusion: list[str], max_new_tokens: int) -> None:
     from dllg.ensemble import Ensemble
+    from dllg.presets import get_preset
     from dllg.sources import fetch_model
 
-    for name in REAL_PAIR:
+    for name in get_preset(REAL_PRESET).fetch:
         fetch_model(name)
     with console.status("loading the experts"):
-        ensemble = Ensemble(list(REAL_PAIR))
+        ensemble = Ensemble.from_preset(REAL_PRESET)  # rule dllg: its gate, with the options chosen for it
     console.print(f"experts: {ensemble}")
     console.print(f"prompt: {REAL_PROMPT}\n", highlight=False)
     for rule in fusion:
