@@ -124,6 +124,30 @@ class Method(ABC):
             yield from enumerate(outputs, start)
 
 
+class StreamingMethod(Method):
+    """A method that generates: it keeps its batch full as answers finish (`stream`); `run` is that stream,
+    every item at once, in order."""
+
+    def run(
+        self,
+        pool: ExpertPool,
+        items: list[EvalItem],
+        config: GenerationConfig,
+        done: Mapping[RecordKey, dict],
+    ) -> list[MethodOutput]:
+        return in_order(self.stream(pool, items, config, done, len(items)), len(items))
+
+    @abstractmethod
+    def stream(
+        self,
+        pool: ExpertPool,
+        items: list[EvalItem],
+        config: GenerationConfig,
+        done: Mapping[RecordKey, dict],
+        max_rows: int,
+    ) -> Iterator[tuple[int, MethodOutput]]: ...
+
+
 def _drafting_counts(generation: Generation) -> dict:
     """Speculative decoding's drafted tokens fed and kept: what a drafter saved, per answer."""
     return {"drafted": generation.drafted, "accepted": generation.accepted} if generation.drafted else {}
@@ -189,7 +213,7 @@ def generate_items(
     return in_order(stream_items(pool, rule, items, config, None), len(items))
 
 
-class RuleMethod(Method):
+class RuleMethod(StreamingMethod):
     """A fusion rule applied to a whole batch: single experts, heuristics, static weights, the gate."""
 
     def __init__(self, name: str, rule: str, fused: bool = True, **options: object) -> None:
@@ -207,15 +231,6 @@ class RuleMethod(Method):
     def weights_digest(self) -> str | None:
         gate = self.options.get("gate")
         return gate_digest(gate) if isinstance(gate, str | Path) else None
-
-    def run(
-        self,
-        pool: ExpertPool,
-        items: list[EvalItem],
-        config: GenerationConfig,
-        done: Mapping[RecordKey, dict],
-    ) -> list[MethodOutput]:
-        return in_order(self.stream(pool, items, config, done, len(items)), len(items))
 
     def stream(
         self,
@@ -240,7 +255,7 @@ class RuleMethod(Method):
         return TogetherPlan(rule, lambda _index, generation: MethodOutput.from_generation(generation, True))
 
 
-class DllgStatic(Method):
+class DllgStatic(StreamingMethod):
     """The dynamic-vs-static ablation: each example regenerated with rule `static` at the mean weights the
     gate gave that example's response (read from the `dllg:PATH` record, which `requires` ensures)."""
 
@@ -263,15 +278,6 @@ class DllgStatic(Method):
                 f"evaluate {self.dynamic} first"
             )
         return [float(w) for w in record["weight_mean"]]
-
-    def run(
-        self,
-        pool: ExpertPool,
-        items: list[EvalItem],
-        config: GenerationConfig,
-        done: Mapping[RecordKey, dict],
-    ) -> list[MethodOutput]:
-        return in_order(self.stream(pool, items, config, done, len(items)), len(items))
 
     def stream(
         self,
