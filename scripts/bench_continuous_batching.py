@@ -8,12 +8,12 @@ run, on one expert, greedy; prints wall time, tokens per second and whether ever
 """
 
 import argparse
-import platform
 import time
 
 from dllg.decode import GenerationConfig, generate, generate_stream
 from dllg.decode.prompts import encode_prompt
 from dllg.experts import ExpertPool
+from dllg.experts.device import cpu_description
 from dllg.experts.loading import load_expert
 from dllg.fusion import make_rule
 from dllg.tasks.base import get_task
@@ -34,7 +34,7 @@ def main() -> None:
     prompts = [encode_prompt(pool.tokenizer, e.messages) for e in examples]
     config = GenerationConfig(max_new_tokens=args.max_new_tokens)
     rule = make_rule("single")
-    cpu = platform.processor() or platform.machine()
+    cpu = cpu_description()
     print(f"# {cpu}, {args.expert} on {args.backend} ({pool.experts[0].dtype})")
     print(f"# {len(prompts)} {args.task} prompts, batch {args.batch_size}, greedy, -n {args.max_new_tokens}")
 

@@ -8,11 +8,11 @@ Needs a llama-cpp-python built without AMX (`make llamacpp`): with AMX, extra bu
 """
 
 import argparse
-import platform
 
 import dllg.experts.llamacpp as llamacpp_backend
 from dllg.bench.decode import encode, own_generate_runner, step_time
 from dllg.experts import ExpertPool
+from dllg.experts.device import cpu_description
 from dllg.experts.llamacpp_context import amx_in_use, import_llama_cpp
 from dllg.experts.loading import load_expert
 
@@ -30,7 +30,7 @@ def main() -> None:
     if amx_in_use(llama):
         raise SystemExit("this llama-cpp-python was built with AMX: rebuild it with `make llamacpp` first")
     print(f"# llama.cpp system info: {llama.llama_print_system_info().decode().strip()}")
-    print(f"# CPU: {platform.processor() or platform.machine()}")
+    print(f"# CPU: {cpu_description()}")
     for name in args.experts:
         for extra in (True, False):
             # the backend decides from the build; here both settings are asked for on the same build
