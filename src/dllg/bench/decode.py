@@ -142,9 +142,10 @@ def peak_resident_gb() -> float:
 
 
 def machine_line() -> dict[str, object]:
-    from dllg.experts.device import cpu_has_native_bf16
+    from dllg.experts.device import cpu_description, cpu_has_native_bf16
 
     return {
+        "cpu": f"'{cpu_description()}'",  # quoted: the model name has spaces
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "native_bf16": cpu_has_native_bf16(),
