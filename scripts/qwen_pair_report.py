@@ -73,9 +73,9 @@ def average_rows(records: list[dict], resamples: int) -> list[dict]:
         for other in [m for m in METHODS if m != method]:
             stats = paired_stats(records, method, other, resamples=resamples, seed=0)
             average = next(s for s in stats if s.task == AVERAGE)
-            rows.append({"A": method, "B": other} | stats_rows([average])[0])
-    for row in rows:
-        del row["task"]
+            row = stats_rows([average])[0]
+            del row["task"]  # every row is the average
+            rows.append({"A": method, "B": other} | row)
     return rows
 
 
